@@ -1,0 +1,5 @@
+import sys
+
+from memoire.cli import main
+
+sys.exit(main())

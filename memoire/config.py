@@ -1,0 +1,242 @@
+"""Typed configuration, loaded once at start and passed down.
+
+Sources, later ones winning:
+
+1. the defaults below;
+2. a TOML file (``--config PATH`` or ``MEMOIRE_CONFIG``), laid out as ``config.example.toml``;
+3. environment variables ``MEMOIRE_<SECTION>_<KEY>``, e.g. ``MEMOIRE_UPSTREAM_READ_TIMEOUT=30``.
+   The short forms ``MEMOIRE_DATABASE_URL``, ``MEMOIRE_REDIS_URL``, ``MEMOIRE_UPSTREAM_URL`` and
+   ``MEMOIRE_UPSTREAM_API_KEY`` are simply that rule applied to those settings.
+
+Nothing here reads the environment at import time: :func:`load` takes the environment as an argument.
+A bad value raises :class:`ConfigError` whose message is one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+ENV_PREFIX = "MEMOIRE_"
+#: Environment variables with the prefix that are not settings.
+NON_SETTING_ENV = frozenset({"MEMOIRE_CONFIG"})
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown or has a bad value. The message is one line."""
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    host: str = "127.0.0.1"
+    """Interface the API binds to."""
+    port: int = 8080
+    """TCP port of the API."""
+    workers: int = 1
+    """API worker processes (uvicorn workers)."""
+    data_dir: str = ".memoire"
+    """Where local state lives: embedded PostgreSQL, a self-started Redis, the exchange spool."""
+    max_body_bytes: int = 32 * 1024 * 1024
+    """Largest request body the proxy accepts; larger ones get 413."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log level of every process."""
+
+
+class DatabaseConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    url: str | None = None
+    """PostgreSQL DSN with pgvector. Unset: ``memoire up`` runs an embedded PostgreSQL under the data dir."""
+    pool_min: int = 2
+    """Connections the pool keeps open."""
+    pool_max: int = 10
+    """Most connections the pool opens."""
+    command_timeout: float = 10.0
+    """Seconds before a single statement is abandoned."""
+    connect_timeout: float = 3.0
+    """Seconds to wait for a new connection."""
+
+
+class RedisConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    url: str = "redis://127.0.0.1:6379/0"
+    """Redis for the job queue. ``memoire up`` starts a ``redis-server`` if none answers on a local URL."""
+    queue_name: str = "memoire:queue"
+    """Name of the ARQ queue shared by the API and the worker."""
+    timeout: float = 1.0
+    """Seconds before a Redis command is abandoned (the proxy then spools and retries)."""
+
+
+class UpstreamConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    url: str = "https://api.openai.com/v1"
+    """The provider's OpenAI-compatible base URL, including ``/v1``."""
+    api_key: str | None = None
+    """Key sent upstream when the client sends no ``Authorization`` header."""
+    connect_timeout: float = 10.0
+    """Seconds to open a connection to the upstream."""
+    read_timeout: float = 600.0
+    """Seconds the upstream may stay silent, before its first byte or between two chunks."""
+    write_timeout: float = 60.0
+    """Seconds to send the request body upstream."""
+    pool_timeout: float = 10.0
+    """Seconds to wait for a free pooled connection."""
+    max_connections: int = 512
+    """Most simultaneous upstream connections."""
+    max_keepalive: int = 128
+    """Idle upstream connections kept for reuse."""
+    keepalive_expiry: float = 60.0
+    """Seconds an idle upstream connection is kept."""
+    heartbeat_idle: float = 0.0
+    """Send an SSE comment after this many silent seconds of a 200 stream; 0 turns heartbeats off."""
+
+
+class SpoolConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    path: str | None = None
+    """SQLite file that holds exchanges until they are stored. Unset: ``<data_dir>/spool.sqlite3``."""
+    batch_size: int = 200
+    """Most exchanges stored in one transaction."""
+    retry_min: float = 0.5
+    """First delay, in seconds, before storing is tried again after a failure."""
+    retry_max: float = 30.0
+    """Longest delay, in seconds, between two tries."""
+
+
+class WorkerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    poll_delay: float = 0.05
+    """Seconds between two polls of the queue when it is empty."""
+    max_jobs: int = 16
+    """Jobs one worker runs at once."""
+    job_timeout: float = 300.0
+    """Seconds before a job is abandoned and retried."""
+    max_tries: int = 5
+    """Tries before a job is recorded as failed."""
+    requeue_after: float = 60.0
+    """Seconds after which a chat log still pending is queued again (covers a lost Redis)."""
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
+    redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
+    upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
+    spool: SpoolConfig = msgspec.field(default_factory=SpoolConfig)
+    worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.server.data_dir).expanduser().resolve()
+
+    @property
+    def spool_path(self) -> Path:
+        return Path(self.spool.path).expanduser() if self.spool.path else self.data_dir / "spool.sqlite3"
+
+
+def sections() -> dict[str, tuple[str, ...]]:
+    """Every section and its keys."""
+    return {
+        field.name: tuple(f.name for f in msgspec.structs.fields(field.type))
+        for field in msgspec.structs.fields(Config)
+    }
+
+
+def env_name(section: str, key: str) -> str:
+    """The environment variable that overrides ``section.key``."""
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, str]], list[str]]:
+    names = {env_name(s, k): (s, k) for s, keys in sections().items() for k in keys}
+    overrides: dict[str, dict[str, str]] = {}
+    unknown: list[str] = []
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX) or var in NON_SETTING_ENV:
+            continue
+        target = names.get(var)
+        if target is None:
+            unknown.append(var)
+            continue
+        section, key = target
+        overrides.setdefault(section, {})[key] = value
+    return overrides, sorted(unknown)
+
+
+def _where(path: str, origin: Mapping[tuple[str, str], str]) -> str:
+    parts = tuple(p for p in path.removeprefix("$").split(".") if p)
+    if len(parts) >= 2 and (parts[0], parts[1]) in origin:
+        return f"{parts[0]}.{parts[1]} (from {origin[(parts[0], parts[1])]})"
+    return ".".join(parts) or "config"
+
+
+def load(
+    environ: Mapping[str, str],
+    path: str | Path | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[Config, list[str]]:
+    """Build the config from a TOML file, the environment and explicit overrides (CLI flags).
+
+    Returns the config and the names of ``MEMOIRE_*`` variables that match no setting, for the caller to
+    warn about. Raises :class:`ConfigError` on any bad value.
+    """
+    data: dict[str, dict[str, Any]] = {}
+    origin: dict[tuple[str, str], str] = {}
+    path = path or environ.get("MEMOIRE_CONFIG")
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+        for section, values in raw.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"config file {path}: [{section}] must be a table")
+            data[section] = dict(values)
+            origin.update({(section, k): str(path) for k in values})
+    env, unknown = _env_overrides(environ)
+    for section, values in env.items():
+        data.setdefault(section, {}).update(values)
+        origin.update({(section, k): env_name(section, k) for k in values})
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update(values)
+        origin.update({(section, k): "command line" for k in values})
+    try:
+        config = msgspec.convert(data, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        message, _, at = str(exc).rpartition(" - at `")
+        where = _where(at.rstrip("`"), origin) if message else "config"
+        raise ConfigError(f"bad setting {where}: {message or exc}") from exc
+    _check(config)
+    return config, unknown
+
+
+def _check(config: Config) -> None:
+    """Range checks msgspec's types cannot express."""
+    positive = {
+        ("server", "port"): config.server.port,
+        ("server", "workers"): config.server.workers,
+        ("server", "max_body_bytes"): config.server.max_body_bytes,
+        ("database", "pool_max"): config.database.pool_max,
+        ("upstream", "max_connections"): config.upstream.max_connections,
+        ("spool", "batch_size"): config.spool.batch_size,
+        ("worker", "max_jobs"): config.worker.max_jobs,
+        ("worker", "max_tries"): config.worker.max_tries,
+    }
+    for (section, key), value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"bad setting {section}.{key} ({env_name(section, key)}): must be > 0")
+    if not 0 < config.server.port < 65536:
+        raise ConfigError(f"bad setting server.port ({env_name('server', 'port')}): not a TCP port")
+    if config.database.pool_min < 0 or config.database.pool_min > config.database.pool_max:
+        raise ConfigError(
+            f"bad setting database.pool_min ({env_name('database', 'pool_min')}): must be 0..pool_max"
+        )
+    if config.upstream.heartbeat_idle < 0:
+        raise ConfigError(
+            f"bad setting upstream.heartbeat_idle ({env_name('upstream', 'heartbeat_idle')}): must be >= 0"
+        )
+    if not config.upstream.url.startswith(("http://", "https://")):
+        raise ConfigError(f"bad setting upstream.url ({env_name('upstream', 'url')}): must be an http(s) URL")

@@ -1,0 +1,122 @@
+"""Every error Mémoire answers with, and the one place that renders them.
+
+The tree::
+
+    MemoireError (500, server_error)
+    ├── RequestError (400, invalid_request_error)
+    │   ├── InvalidJSON (400, code invalid_json)
+    │   ├── InvalidField (400, code invalid_value; names the field in ``param``)
+    │   └── PayloadTooLarge (413, code payload_too_large)
+    ├── UpstreamError (502, upstream_error)
+    │   ├── UpstreamUnreachable (502, code upstream_unreachable)
+    │   └── UpstreamTimeout (504, code upstream_timeout)
+    └── StorageError (503, storage_error)
+        └── StorageUnavailable (503, code storage_unavailable)
+
+Each error carries its HTTP status. :func:`render` turns any of them into OpenAI's error shape,
+``{"error": {"message", "type", "param", "code"}}``. Lower layers translate their own exceptions into
+these at one boundary, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+import msgspec
+
+
+class MemoireError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str | None] = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class RequestError(MemoireError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class InvalidJSON(RequestError):
+    code = "invalid_json"
+
+
+class InvalidField(RequestError):
+    code = "invalid_value"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UpstreamError(MemoireError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamUnreachable(UpstreamError):
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class StorageError(MemoireError):
+    status = 503
+    type = "storage_error"
+    code = "storage_error"
+
+
+class StorageUnavailable(StorageError):
+    code = "storage_unavailable"
+
+
+class _Detail(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class _Body(msgspec.Struct):
+    error: _Detail
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def render(exc: MemoireError) -> bytes:
+    """The JSON body for ``exc``, in OpenAI's error shape."""
+    return _encoder.encode(_Body(_Detail(exc.message, exc.type, exc.param, exc.code)))
+
+
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def from_validation(exc: msgspec.ValidationError) -> InvalidField:
+    """Translate msgspec's ``Expected `int`, got `str` - at `$.a.b``` into an error naming ``a.b``.
+
+    A missing field is named too: ``Object missing required field `x` - at `$.a``` names ``a.x``.
+    """
+    text = str(exc)
+    message, sep, at = text.rpartition(" - at `")
+    if not sep:
+        message, at = text, ""
+    # "$.messages[2].role" -> "messages[2].role"
+    param = at.rstrip("`").removeprefix("$").lstrip(".")
+    missing = _MISSING.search(message)
+    if missing:
+        param = f"{param}.{missing[1]}" if param else missing[1]
+    if not param:
+        return InvalidField(text)
+    return InvalidField(f"{message} at `{param}`", param=param)

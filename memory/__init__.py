@@ -1,0 +1,1 @@
+"""The memory core: storage, the exchange intake, and (later) facts and recall."""

@@ -1,0 +1,91 @@
+"""The PostgreSQL pool, and the one boundary where asyncpg's errors become ours.
+
+The pool registers the pgvector codec in its ``init`` hook. It is created even while PostgreSQL is down
+(then with no connection open), so that the proxy starts and serves calls fail-open; connections are made
+on demand once the server is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeAlias
+
+import asyncpg
+import msgspec
+from asyncpg.pool import PoolConnectionProxy
+from pgvector.asyncpg import register_vector
+
+from memoire.config import DatabaseConfig
+from memoire.errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+#: A connection, direct or from the pool.
+Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+
+#: SQLSTATE classes that mean "the database is not there right now": 08 connection exception,
+#: 53 insufficient resources, 57 operator intervention (shutdown, cannot connect now).
+_UNAVAILABLE_CLASSES = ("08", "53", "57")
+
+
+def _json_encode(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=_json_encode, decoder=msgspec.json.decode, schema="pg_catalog")
+    try:
+        await register_vector(conn)
+    except ValueError:
+        # The vector extension does not exist yet: only before the first migration.
+        log.debug("pgvector type not registered: extension missing")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached (as opposed to a bad query)."""
+    if isinstance(exc, (OSError, TimeoutError, asyncpg.exceptions.InterfaceError)):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", None) or ""
+        return state[:2] in _UNAVAILABLE_CLASSES
+    return False
+
+
+async def create_pool(config: DatabaseConfig, dsn: str) -> asyncpg.Pool:
+    """A pool for ``dsn``. If the server does not answer, a pool that connects on first use."""
+    kwargs: dict[str, Any] = {
+        "max_size": config.pool_max,
+        "command_timeout": config.command_timeout,
+        "timeout": config.connect_timeout,
+        "init": _init_connection,
+    }
+    try:
+        return await asyncpg.create_pool(dsn, min_size=config.pool_min, **kwargs)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        log.warning("database unavailable at start (%s); connecting on demand", type(exc).__name__)
+        return await asyncpg.create_pool(dsn, min_size=0, **kwargs)
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
+    """A connection in a transaction; connection failures become :class:`StorageUnavailable`."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        raise
+
+
+async def close_pool(pool: asyncpg.Pool, grace: float = 5.0) -> None:
+    """Close gracefully, or terminate if connections do not come back in time (a dead server)."""
+    try:
+        await asyncio.wait_for(pool.close(), grace)
+    except TimeoutError:
+        pool.terminate()

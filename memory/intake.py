@@ -1,0 +1,182 @@
+"""The intake: takes captured exchanges off the request path and stores them, whatever is down.
+
+    submit(build) ─▶ asyncio queue ─▶ collect: build, spool.put ─▶ deliver: record in PostgreSQL,
+                                                                       enqueue in Redis, spool.remove
+
+``submit`` never blocks and never raises: the request that produced the exchange has already been answered.
+Building the exchange (parsing the captured bodies) happens here, in the background. Each step after the
+spool is idempotent, so a failure at any point only leaves the entry in the spool to be tried again, with
+backoff, until it is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import asyncpg
+import msgspec
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+from memoire.config import SpoolConfig
+from memoire.errors import StorageUnavailable
+from memory import db, exchanges
+from memory.exchanges import Exchange
+from memory.health import Health
+from memory.spool import Entry, Spool
+from worker.queue import enqueue_ingest
+
+log = logging.getLogger(__name__)
+
+Build = Callable[[], Exchange | None]
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Exchange)
+
+
+class Intake:
+    def __init__(
+        self, *, spool: Spool, pool: asyncpg.Pool, redis: ArqRedis, config: SpoolConfig, health: Health
+    ) -> None:
+        self._spool = spool
+        self._pool = pool
+        self._redis = redis
+        self._config = config
+        self._health = health
+        self._inbox: asyncio.Queue[Build] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.delivered = 0
+        """Exchanges stored and queued by this process (for tests and metrics)."""
+
+    def submit(self, build: Build) -> None:
+        """Hand over an exchange to store; returns at once."""
+        self._inbox.put_nowait(build)
+
+    async def start(self) -> None:
+        await self._spool.open()
+        self._tasks = [
+            asyncio.create_task(self._collect_loop(), name="intake-collect"),
+            asyncio.create_task(self._deliver_loop(), name="intake-deliver"),
+        ]
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Spool whatever is still in memory, try one last delivery, and stop."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._collect_pending()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                while entries := await self._spool.due(self._config.batch_size):
+                    if not await self._deliver(entries):
+                        break
+        await self._spool.close()
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far has been delivered or deferred (for tests and shutdown)."""
+        await self._inbox.join()
+        while await self._spool.next_due_in() == 0:  # noqa: ASYNC110 (polls the spool file, not memory)
+            await asyncio.sleep(0.005)
+
+    # -- collect: build exchanges and make them durable --------------------------------------------
+
+    async def _collect_loop(self) -> None:
+        while True:
+            builds = [await self._inbox.get()]
+            while len(builds) < self._config.batch_size and not self._inbox.empty():
+                builds.append(self._inbox.get_nowait())
+            try:
+                await self._spool_builds(builds)
+            finally:
+                for _ in builds:
+                    self._inbox.task_done()
+
+    async def _collect_pending(self) -> None:
+        builds: list[Build] = []
+        while not self._inbox.empty():
+            builds.append(self._inbox.get_nowait())
+            self._inbox.task_done()
+        if builds:
+            await self._spool_builds(builds)
+
+    async def _spool_builds(self, builds: list[Build]) -> None:
+        built: list[Exchange] = []
+        for build in builds:
+            try:
+                exchange = build()
+            except Exception:
+                log.exception("could not read a captured exchange; it is not stored")
+                continue
+            if exchange is not None:
+                built.append(exchange)
+        if not built:
+            return
+        rows = [(str(ex.id), _encoder.encode(ex)) for ex in built]
+        delay = self._config.retry_min
+        while True:
+            try:
+                await self._spool.put(rows)
+                break
+            except Exception:
+                # The disk is full or unwritable: keep the exchanges in memory and try again.
+                log.exception(
+                    "could not write %d exchanges to the spool; retrying in %.1fs", len(rows), delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(self._config.retry_max, delay * 2)
+        self._wake.set()
+
+    # -- deliver: spool → PostgreSQL → Redis ----------------------------------------------------------
+
+    async def _deliver_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                entries = await self._spool.due(self._config.batch_size)
+                if entries:
+                    await self._deliver(entries)
+                    continue
+                delay = await self._spool.next_due_in()
+            except Exception:
+                log.exception("reading the spool failed")
+                delay = self._config.retry_max
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    async def _deliver(self, entries: list[Entry]) -> bool:
+        """Store and queue ``entries``; on failure defer them. Returns whether they were delivered."""
+        batch = [_decoder.decode(e.payload) for e in entries]
+        attempts = max(e.attempts for e in entries)
+        try:
+            async with db.transaction(self._pool) as conn:
+                await exchanges.record(conn, batch)
+        except StorageUnavailable as exc:
+            self._health.mark("database", ok=False)
+            await self._defer(entries, attempts, str(exc))
+            return False
+        except Exception as exc:
+            log.exception("storing %d exchanges failed; they stay in the spool", len(batch))
+            await self._defer(entries, attempts, f"{type(exc).__name__}: {exc}")
+            return False
+        self._health.mark("database", ok=True)
+        try:
+            await enqueue_ingest(self._redis, [(ex.tenant_id, ex.id) for ex in batch])
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._health.mark("redis", ok=False)
+            await self._defer(entries, attempts, f"redis: {type(exc).__name__}")
+            return False
+        self._health.mark("redis", ok=True)
+        await self._spool.remove(e.id for e in entries)
+        self.delivered += len(batch)
+        return True
+
+    async def _defer(self, entries: list[Entry], attempts: int, error: str) -> None:
+        delay = min(self._config.retry_max, self._config.retry_min * 2**attempts)
+        await self._spool.defer((e.id for e in entries), delay, error)

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP proxy and the API app."""

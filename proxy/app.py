@@ -1,0 +1,128 @@
+"""The API application: the proxy routes, health, and the lifespan that owns every pool and client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from litestar import Litestar, Request, Response, get
+from litestar.exceptions import HTTPException
+from redis.exceptions import RedisError
+
+from memoire.config import Config
+from memoire.errors import MemoireError, RequestError, render
+from memory import db
+from memory.health import Health
+from memory.intake import Intake
+from memory.migrations import pending
+from memory.spool import Spool
+from proxy import services as services_
+from proxy.chat import chat_completions
+from proxy.passthrough import passthrough
+from proxy.services import Services
+from proxy.upstream import Upstream
+from worker import queue
+
+log = logging.getLogger(__name__)
+
+_JSON = "application/json"
+
+
+def _error_response(exc: MemoireError) -> Response[bytes]:
+    return Response(render(exc), status_code=exc.status, media_type=_JSON)
+
+
+def _memoire_error(_: Request[Any, Any, Any], exc: MemoireError) -> Response[bytes]:
+    return _error_response(exc)
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    error = RequestError(str(exc.detail)) if exc.status_code < 500 else MemoireError(str(exc.detail))
+    response = _error_response(error)
+    response.status_code = exc.status_code
+    return response
+
+
+@get("/healthz", sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@get("/readyz")
+async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]:
+    """The database and Redis answer, and the schema is current."""
+    services = services_.from_scope(request.scope)
+    checks: dict[str, object] = {}
+    try:
+        async with asyncio.timeout(2), services.pool.acquire() as conn:
+            missing = await pending(conn)
+        checks["database"] = "ok" if not missing else f"{len(missing)} migrations pending"
+    except Exception as exc:
+        if not db.is_unavailable(exc) and not isinstance(exc, TimeoutError):
+            raise
+        checks["database"] = "unavailable"
+    try:
+        async with asyncio.timeout(2):
+            await services.redis.ping()
+        checks["redis"] = "ok"
+    except (RedisError, OSError, TimeoutError):
+        checks["redis"] = "unavailable"
+    services.health.mark("database", checks["database"] == "ok")
+    services.health.mark("redis", checks["redis"] == "ok")
+    ready = all(v == "ok" for v in checks.values())
+    checks["status"] = "ready" if ready else "unavailable"
+    return Response(checks, status_code=200 if ready else 503)
+
+
+def create_app(
+    config: Config, dsn: str, *, upstream_transport: httpx.AsyncBaseTransport | None = None
+) -> Litestar:
+    """The API app for ``config``, storing into the database at ``dsn``."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        health = Health()
+        upstream = Upstream(config.upstream, transport=upstream_transport)
+        pool = await db.create_pool(config.database, dsn)
+        redis = queue.connect(config.redis)
+        intake = Intake(
+            spool=Spool(config.spool_path), pool=pool, redis=redis, config=config.spool, health=health
+        )
+        await intake.start()
+        app.state.services = Services(
+            config=config, upstream=upstream, pool=pool, redis=redis, intake=intake, health=health
+        )
+        try:
+            yield
+        finally:
+            await intake.close()
+            await upstream.aclose()
+            with contextlib.suppress(RedisError, OSError):
+                await redis.aclose(close_connection_pool=True)
+            await db.close_pool(pool)
+
+    return Litestar(
+        route_handlers=[chat_completions, passthrough, healthz, readyz],
+        lifespan=[lifespan],
+        exception_handlers={MemoireError: _memoire_error, HTTPException: _http_error},
+        openapi_config=None,
+        logging_config=None,
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for multi-worker ``uvicorn``: each worker process loads the config itself."""
+    import os
+
+    from memoire.config import load
+
+    config, _ = load(os.environ)
+    if not config.database.url:
+        raise RuntimeError("MEMOIRE_DATABASE_URL must be set for multi-worker serving")
+    return create_app(config, config.database.url)

@@ -1,0 +1,51 @@
+"""Every other ``/v1/*`` route (models, embeddings, completions, responses, files, audio …), relayed as is.
+
+Bodies, streams, status codes and headers cross untouched; nothing is recorded.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from litestar import asgi
+from litestar.types import HTTPScope, Receive, Scope, Send
+
+from memoire.errors import MemoireError
+from proxy import services as services_
+from proxy.relay import ClientGone, read_body, relay, send_error
+from proxy.upstream import Headers
+
+_PREFIX = "/v1"
+
+
+async def forward(scope: Scope, receive: Receive, send: Send) -> None:
+    scope = cast(HTTPScope, scope)
+    headers = cast(Headers, scope["headers"])
+    services = services_.from_scope(scope)
+    upstream = services.upstream
+    # raw_path keeps the client's percent-encoding (and, unlike a mount's path, no added slash).
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    subpath = raw_path.split(b"?", 1)[0].decode("latin-1").removeprefix(_PREFIX)
+    try:
+        body = await read_body(receive, headers, services.config.server.max_body_bytes)
+    except ClientGone:
+        return
+    except MemoireError as exc:
+        await send_error(send, exc)
+        return
+    await relay(
+        upstream,
+        receive,
+        send,
+        method=scope["method"],
+        url=upstream.url(subpath, scope["query_string"]),
+        headers=upstream.request_headers(headers),
+        body=body,
+        extra_headers=[],
+        heartbeat=services.config.upstream.heartbeat_idle,
+    )
+
+
+@asgi(_PREFIX, is_mount=True, copy_scope=True)
+async def passthrough(scope: Scope, receive: Receive, send: Send) -> None:
+    await forward(scope, receive, send)

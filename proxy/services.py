@@ -1,0 +1,30 @@
+"""What the API process holds for its lifetime: built in the app lifespan, handed to every handler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from arq.connections import ArqRedis
+from litestar import Litestar
+from litestar.types import Scope
+
+from memoire.config import Config
+from memory.health import Health
+from memory.intake import Intake
+from proxy.upstream import Upstream
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    config: Config
+    upstream: Upstream
+    pool: asyncpg.Pool
+    redis: ArqRedis
+    intake: Intake
+    health: Health
+
+
+def from_scope(scope: Scope) -> Services:
+    services: Services = Litestar.from_scope(scope).state.services
+    return services

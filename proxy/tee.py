@@ -1,0 +1,83 @@
+"""The tee: what the proxy keeps of a finished chat exchange, turned into an :class:`Exchange` later.
+
+On the request path the proxy only keeps references (the request body it already has, the chunks the relay
+captured). :meth:`Capture.build` runs in the intake's background task: it decodes the request's messages,
+keeps the new ones, and rebuilds the reply.
+
+"New" messages are those after the last assistant message: an OpenAI client resends the whole conversation
+on every call, and everything up to the previous reply was recorded with the previous exchange. System and
+developer prompts are the app's instructions, not the user's words, and are never recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+import msgspec
+
+from memory.exchanges import Exchange
+from proxy import replies
+
+log = logging.getLogger(__name__)
+
+_SKIPPED_ROLES = frozenset({"system", "developer"})
+
+
+class _Messages(msgspec.Struct):
+    messages: list[dict[str, Any]]
+
+
+_messages = msgspec.json.Decoder(_Messages)
+
+
+def new_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    last_assistant = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+    return [m for m in messages[last_assistant + 1 :] if m.get("role") not in _SKIPPED_ROLES]
+
+
+@dataclass(slots=True)
+class Capture:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    user: str
+    session: str | None
+    model: str | None
+    occurred_at: datetime
+    request_body: bytes
+    response_headers: httpx.Headers
+    chunks: list[bytes]
+
+    def build(self) -> Exchange | None:
+        messages = new_messages(_messages.decode(self.request_body).messages)
+        reply = replies.Reply()
+        try:
+            reply = replies.parse(
+                self.chunks,
+                self.response_headers.get("content-type"),
+                self.response_headers.get("content-encoding"),
+            )
+        except (ValueError, zlib.error, msgspec.MsgspecError) as exc:
+            log.warning(
+                "could not read the reply of exchange %s (%s); storing its messages only", self.id, exc
+            )
+        if not messages and reply.message is None:
+            return None
+        return Exchange(
+            id=self.id,
+            tenant_id=self.tenant_id,
+            user=self.user,
+            session=self.session,
+            source="proxy",
+            endpoint="/v1/chat/completions",
+            model=reply.model or self.model,
+            messages=messages,
+            reply=reply.message,
+            usage=reply.usage,
+            occurred_at=self.occurred_at,
+        )

@@ -1,0 +1,165 @@
+"""Real services for every test: embedded PostgreSQL (migrated once per session), Redis, a fake upstream.
+
+Isolation: each test that touches the database gets emptied tables afterwards; each test that touches Redis
+gets a flushed database (``/15``, never the default one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+import redis as redis_sync
+
+from memoire.config import Config
+from memoire.stack import _pg
+from memory.db import _init_connection
+from memory.migrations import migrate
+from proxy.app import create_app
+from tests.support.servers import ServerThread
+from tests.support.upstream import FakeUpstream
+
+TEST_REDIS_URL = os.environ.get("MEMOIRE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+DATA_TABLES = ("memory_facts", "chat_logs", "sessions", "users")
+
+
+def make_config(**sections: dict[str, Any]) -> Config:
+    """A config from section overrides, e.g. ``make_config(upstream={"url": ...})``."""
+    return msgspec.convert(sections, Config, strict=False)
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = _pg().get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    dsn: str = server.get_uri()
+
+    async def _migrate() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(_migrate())
+    yield dsn
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4, init=_init_connection)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def db(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
+    """The pool, with every data table emptied after the test."""
+    yield pool
+    await pool.execute(f"TRUNCATE {', '.join(DATA_TABLES)} CASCADE")
+    await pool.execute("DELETE FROM tenants WHERE name <> 'default'")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    client = redis_sync.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    yield TEST_REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[tuple[FakeUpstream, ServerThread]]:
+    fake = FakeUpstream()
+    server = ServerThread(fake).start()
+    yield fake, server
+    server.stop()
+
+
+@pytest.fixture
+def fake(upstream_server: tuple[FakeUpstream, ServerThread]) -> FakeUpstream:
+    upstream_server[0].reset()
+    return upstream_server[0]
+
+
+@pytest.fixture
+def upstream_url(upstream_server: tuple[FakeUpstream, ServerThread]) -> str:
+    return f"{upstream_server[1].url}/v1"
+
+
+ProxyFactory = Callable[..., ServerThread]
+
+
+@pytest.fixture
+def start_proxy(
+    pg_dsn: str, redis_url: str, upstream_url: str, tmp_path: Path, db: asyncpg.Pool
+) -> Iterator[ProxyFactory]:
+    """Start the API app on loopback; keyword arguments override config sections."""
+    started: list[ServerThread] = []
+
+    def start(dsn: str | None = None, **sections: dict[str, Any]) -> ServerThread:
+        base: dict[str, dict[str, Any]] = {
+            "upstream": {"url": upstream_url},
+            "redis": {"url": redis_url},
+            "spool": {"path": str(tmp_path / "spool.sqlite3"), "retry_min": 0.05, "retry_max": 0.3},
+            "database": {"pool_min": 1, "pool_max": 4, "connect_timeout": 1.0},
+        }
+        for name, values in sections.items():
+            base[name] = {**base.get(name, {}), **values}
+        server = ServerThread(create_app(make_config(**base), dsn or pg_dsn)).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def proxy(start_proxy: ProxyFactory) -> ServerThread:
+    return start_proxy()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s (last value: {value!r})")
+        time.sleep(interval)
+
+
+async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Await ``predicate()`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s (last value: {value!r})")
+        await asyncio.sleep(interval)
+
+
+def fetch_sync(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Run one query from a synchronous test."""
+
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())

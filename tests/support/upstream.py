@@ -1,0 +1,275 @@
+"""A fake OpenAI-compatible provider: a raw ASGI app, served on loopback by :class:`ServerThread`.
+
+The request's ``model`` picks the behaviour:
+
+- ``fake-chat`` (any other name too): a normal completion, or an SSE stream if ``stream`` is true;
+- ``fake-tools``: a reply with two tool calls, streamed or not;
+- ``fake-error-400|401|429|500``: an error in OpenAI's shape (429 with ``retry-after``);
+- ``fake-slow``: waits ``x-fake-delay`` seconds (default 30) before the first byte;
+- ``fake-gated``: streams one chunk, then waits for :attr:`FakeUpstream.gate` before the rest;
+- ``fake-disconnect``: streams two chunks, then drops the connection.
+
+Streams send ``x-fake-chunks`` content chunks (default 3), ``x-fake-interval`` seconds apart.
+Every request is recorded in :attr:`FakeUpstream.requests`; a request whose client went away before the
+fake finished is also counted in :attr:`FakeUpstream.cancelled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+Scope = dict[str, Any]
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeUpstream:
+    requests: list[Recorded] = field(default_factory=list)
+    cancelled: int = 0
+    gate: threading.Event = field(default_factory=threading.Event)
+    first_chunk_sent_at: float | None = None
+    second_chunk_sent_at: float | None = None
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.cancelled = 0
+        self.gate = threading.Event()
+        self.first_chunk_sent_at = self.second_chunk_sent_at = None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        request = Recorded(scope["method"], scope["path"], scope["query_string"].decode(), headers, body)
+        self.requests.append(request)
+        left = asyncio.ensure_future(receive())  # resolves with http.disconnect when the client goes
+        try:
+            await self._respond(request, left, send)
+        except _ClientLeft:
+            self.cancelled += 1
+        finally:
+            left.cancel()
+
+    async def _respond(self, request: Recorded, left: asyncio.Future[Any], send: Any) -> None:
+        if request.path == "/v1/models":
+            await _json(send, 200, {"object": "list", "data": [{"id": "fake-chat", "object": "model"}]})
+            return
+        if request.path == "/v1/embeddings":
+            data = request.json()
+            await _json(
+                send,
+                200,
+                {
+                    "object": "list",
+                    "data": [{"embedding": [0.1, 0.2], "index": 0}],
+                    "model": data.get("model"),
+                },
+            )
+            return
+        if request.path != "/v1/chat/completions":
+            await _json(send, 404, _error("unknown route", "invalid_request_error", "not_found"))
+            return
+        data = request.json()
+        model = data.get("model", "fake-chat")
+        if model.startswith("fake-error-"):
+            await _error_reply(send, int(model.rsplit("-", 1)[1]))
+            return
+        if model == "fake-slow":
+            await _sleep_unless_left(left, float(request.headers.get("x-fake-delay", "30")))
+        if data.get("stream"):
+            await self._stream(request, data, model, left, send)
+        else:
+            body = completion(model, tools=model == "fake-tools")
+            if "gzip" in request.headers.get("accept-encoding", "") and model == "fake-gzip":
+                payload = gzip.compress(json.dumps(body).encode())
+                await _raw(send, 200, payload, [(b"content-encoding", b"gzip")])
+            else:
+                await _json(send, 200, body)
+
+    async def _stream(
+        self, request: Recorded, data: dict[str, Any], model: str, left: asyncio.Future[Any], send: Any
+    ) -> None:
+        count = int(request.headers.get("x-fake-chunks", "3"))
+        interval = float(request.headers.get("x-fake-interval", "0"))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), *COMMON_HEADERS],
+            }
+        )
+        for i, chunk in enumerate(stream_chunks(model, count, tools=model == "fake-tools")):
+            if i > 0 and interval:
+                await _sleep_unless_left(left, interval)
+            if model == "fake-gated" and i == 1:
+                await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 10)
+            if model == "fake-disconnect" and i == 2:
+                raise OSError("fake upstream drops the connection")
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if i == 0:
+                self.first_chunk_sent_at = time.monotonic()
+            elif i == 1:
+                self.second_chunk_sent_at = time.monotonic()
+        if (data.get("stream_options") or {}).get("include_usage"):
+            await send(
+                {
+                    "type": "http.response.body",
+                    "more_body": True,
+                    "body": sse(
+                        {
+                            "id": "chatcmpl-fake",
+                            "object": "chat.completion.chunk",
+                            "model": model,
+                            "choices": [],
+                            "usage": {
+                                "prompt_tokens": 5,
+                                "completion_tokens": count,
+                                "total_tokens": 5 + count,
+                            },
+                        }
+                    ),
+                }
+            )
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+COMMON_HEADERS = [
+    (b"x-request-id", b"req_fake_123"),
+    (b"openai-processing-ms", b"42"),
+    (b"openai-organization", b"org-fake"),
+    (b"x-ratelimit-remaining-requests", b"99"),
+    (b"x-ratelimit-reset-tokens", b"6m0s"),
+]
+
+TOOL_CALLS = [
+    {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Denver"}'},
+    },
+    {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": '{"tz": "MST"}'}},
+]
+
+
+def completion(model: str, *, tools: bool = False) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if tools else "Hello from the fake upstream.",
+    }
+    if tools:
+        message["tool_calls"] = TOOL_CALLS
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tools else "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+        "future_field": {"kept": True},
+    }
+
+
+def sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def stream_chunks(model: str, count: int, *, tools: bool = False) -> list[bytes]:
+    base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000, "model": model}
+    chunks = [sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})]
+    if tools:
+        for i, call in enumerate(TOOL_CALLS):
+            args = call["function"]["arguments"]
+            head = {
+                "index": i,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
+            chunks.append(sse({**base, "choices": [{"index": 0, "delta": {"tool_calls": [head]}}]}))
+            for part in (args[: len(args) // 2], args[len(args) // 2 :]):
+                delta = {"tool_calls": [{"index": i, "function": {"arguments": part}}]}
+                chunks.append(sse({**base, "choices": [{"index": 0, "delta": delta}]}))
+    else:
+        for i in range(count):
+            chunks.append(sse({**base, "choices": [{"index": 0, "delta": {"content": f"part{i} "}}]}))
+    chunks.append(sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+    return chunks
+
+
+def streamed_text(count: int) -> str:
+    return "".join(f"part{i} " for i in range(count))
+
+
+def _error(message: str, type_: str, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+async def _error_reply(send: Any, status: int) -> None:
+    kinds = {
+        400: ("invalid_request_error", "bad_request"),
+        401: ("invalid_request_error", "invalid_api_key"),
+        429: ("requests", "rate_limit_exceeded"),
+        500: ("server_error", None),
+    }
+    type_, code = kinds[status]
+    extra = [(b"retry-after", b"7")] if status == 429 else []
+    await _json(send, status, _error(f"fake error {status}", type_, code), extra)
+
+
+async def _json(
+    send: Any, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await _raw(
+        send, status, json.dumps(body).encode(), [(b"content-type", b"application/json"), *(extra or [])]
+    )
+
+
+async def _raw(send: Any, status: int, payload: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(payload)).encode()), *COMMON_HEADERS],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class _ClientLeft(Exception):
+    pass
+
+
+async def _sleep_unless_left(left: asyncio.Future[Any], delay: float) -> None:
+    """Sleep ``delay`` seconds; raise :class:`_ClientLeft` as soon as the client disconnects."""
+    await asyncio.wait({left}, timeout=delay)
+    if left.done():
+        raise _ClientLeft

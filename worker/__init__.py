@@ -1,0 +1,1 @@
+"""The ARQ worker: jobs that turn recorded exchanges into memory."""

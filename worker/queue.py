@@ -1,0 +1,40 @@
+"""The job queue as producers see it: the Redis connection, job names and how jobs are enqueued.
+
+Jobs take ids only; the task reloads the row. Job ids are derived from the row, so enqueueing the same row
+twice (a replay, the requeue sweep) runs the job once while it is queued or its result is kept.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from arq.connections import ArqRedis
+from redis.asyncio import ConnectionPool
+
+from memoire.config import RedisConfig
+
+INGEST_EXCHANGE = "ingest_exchange"
+
+
+def connect(config: RedisConfig) -> ArqRedis:
+    """A Redis client for enqueueing. It connects lazily, so it can be made while Redis is down."""
+    pool = ConnectionPool.from_url(
+        config.url,
+        socket_timeout=config.timeout,
+        socket_connect_timeout=config.timeout,
+        retry_on_timeout=False,
+    )
+    return ArqRedis(pool, default_queue_name=config.queue_name)
+
+
+def ingest_job_id(tenant_id: uuid.UUID, chat_log_id: uuid.UUID) -> str:
+    return f"ingest:{tenant_id}:{chat_log_id}"
+
+
+async def enqueue_ingest(redis: ArqRedis, logs: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Queue the ingest job for each ``(tenant_id, chat_log_id)``; raises if Redis cannot be reached."""
+    for tenant_id, chat_log_id in logs:
+        await redis.enqueue_job(
+            INGEST_EXCHANGE, str(tenant_id), str(chat_log_id), _job_id=ingest_job_id(tenant_id, chat_log_id)
+        )
