@@ -119,7 +119,9 @@ def cmd_serve(config: Config) -> int:
         "lifespan": "on",
     }
     if config.server.workers > 1:
+        # Each worker process loads the config again: hand it what flags and discovery decided.
         os.environ[env_name("database", "url")] = dsn
+        os.environ[env_name("server", "data_dir")] = str(config.data_dir)
         uvicorn.run("proxy.app:app_from_env", factory=True, workers=config.server.workers, **options)
     else:
         from proxy.app import create_app

@@ -6,6 +6,7 @@ Recording is idempotent: the exchange's id is the chat log's primary key, so sto
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -41,8 +42,17 @@ class Exchange(msgspec.Struct, frozen=True, kw_only=True):
     occurred_at: datetime
 
 
+# PostgreSQL's jsonb cannot hold U+0000. An even run of backslashes before "u0000" is the escape itself;
+# an odd run means the text had a literal backslash followed by "u0000", which must stay as it is.
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
 def _json(value: Any) -> str | None:
-    return None if value is None else msgspec.json.encode(value).decode()
+    """``value`` as JSON text for jsonb, with NUL characters replaced by U+FFFD."""
+    if value is None:
+        return None
+    text = msgspec.json.encode(value).decode()
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "u0000" in text else text
 
 
 def new_id() -> uuid.UUID:

@@ -151,7 +151,24 @@ class Intake:
                     await self._wake.wait()
 
     async def _deliver(self, entries: list[Entry]) -> bool:
-        """Store and queue ``entries``; on failure defer them. Returns whether they were delivered."""
+        """Store and queue ``entries``; on failure defer them. Returns whether they were all delivered."""
+        readable: list[Entry] = []
+        for entry in entries:
+            try:
+                _decoder.decode(entry.payload)
+            except msgspec.DecodeError as exc:
+                # Written by an incompatible version: kept for an operator, never dropped, out of the way.
+                log.error(  # noqa: TRY400 (the reason is in the message; a traceback adds nothing)
+                    "spool entry %s cannot be read (%s); it is kept and skipped", entry.id, exc
+                )
+                await self._spool.defer([entry.id], self._config.retry_max * 100, f"unreadable: {exc}")
+            else:
+                readable.append(entry)
+        if not readable:
+            return False
+        if len(readable) < len(entries):
+            await self._deliver(readable)
+            return False
         batch = [_decoder.decode(e.payload) for e in entries]
         attempts = max(e.attempts for e in entries)
         try:
@@ -162,7 +179,14 @@ class Intake:
             await self._defer(entries, attempts, str(exc))
             return False
         except Exception as exc:
-            log.exception("storing %d exchanges failed; they stay in the spool", len(batch))
+            if len(entries) > 1:
+                # One bad exchange must not hold back the others: store them one by one.
+                results = [await self._deliver([entry]) for entry in entries]
+                return all(results)
+            if attempts == 0:
+                log.exception("storing exchange %s failed; it stays in the spool", entries[0].id)
+            else:
+                log.warning("storing exchange %s failed again (%s)", entries[0].id, type(exc).__name__)
             await self._defer(entries, attempts, f"{type(exc).__name__}: {exc}")
             return False
         self._health.mark("database", ok=True)

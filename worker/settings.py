@@ -40,6 +40,8 @@ def worker_settings(config: Config, dsn: str) -> type:
         max_jobs = config.worker.max_jobs
         job_timeout = config.worker.job_timeout
         max_tries = config.worker.max_tries
+        # How often the worker refreshes its health key (read by the compose health check).
+        health_check_interval = 30
 
     WorkerSettings.on_startup = staticmethod(on_startup)  # type: ignore[attr-defined]
     WorkerSettings.on_shutdown = staticmethod(on_shutdown)  # type: ignore[attr-defined]

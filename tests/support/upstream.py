@@ -95,7 +95,7 @@ class FakeUpstream:
                 },
             )
             return
-        if request.path != "/v1/chat/completions":
+        if request.path != "/v1/chat/completions" or request.method != "POST":
             await _json(send, 404, _error("unknown route", "invalid_request_error", "not_found"))
             return
         data = request.json()

@@ -1,0 +1,118 @@
+"""``memoire up`` as a user runs it: one command, the whole stack, a clean stop, and a second start."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+import openai
+import pytest
+
+from memoire.stack import redis_answers, running_embedded_dsn
+from tests.conftest import wait_until
+from tests.support.services import free_port
+
+
+def start_up(data_dir: Path, port: int, upstream_url: str, redis_url: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "MEMOIRE_UPSTREAM_URL": upstream_url,
+        "MEMOIRE_REDIS_URL": redis_url,
+    }
+    env.pop("MEMOIRE_DATABASE_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "memoire", "up", "--port", str(port), "--data-dir", str(data_dir)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop(proc: subprocess.Popen[bytes], sig: signal.Signals) -> str:
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output.decode()
+    return output.decode()
+
+
+def statuses(dsn: str) -> list[str]:
+    async def run() -> list[str]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return [
+                r["status"] for r in await conn.fetch("SELECT status FROM chat_logs ORDER BY occurred_at")
+            ]
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.timeout(240)
+def test_up_runs_the_stack_stops_cleanly_and_starts_again(tmp_path: Path, upstream_url: str) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    redis_url = f"redis://127.0.0.1:{free_port()}/0"  # nobody answers there: `up` starts its own
+    proc = start_up(data_dir, port, upstream_url, redis_url)
+    try:
+        started = time.monotonic()
+        wait_until(lambda: healthy(port) or proc.poll() is not None, timeout=60, interval=0.05)
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        print(f"memoire up: /healthz 200 after {time.monotonic() - started:.2f} s (first start, initdb)")
+        assert redis_answers(redis_url)
+
+        with openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-client", max_retries=0
+        ) as client:
+            reply = client.chat.completions.create(
+                model="fake-chat", messages=[{"role": "user", "content": "hi"}]
+            )
+            assert reply.choices[0].message.content == "Hello from the fake upstream."
+            stream = client.chat.completions.create(
+                model="fake-chat", messages=[{"role": "user", "content": "stream"}], stream=True
+            )
+            assert (
+                "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "part0 part1 part2 "
+            )
+
+        dsn = running_embedded_dsn(data_dir)
+        assert dsn is not None
+        # The worker takes each exchange in.
+        wait_until(lambda: statuses(dsn) == ["received", "received"], timeout=30)
+        output = stop(proc, signal.SIGTERM)
+        assert "Mémoire is up" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # Everything it started is gone: PostgreSQL, its Redis, the API.
+    assert running_embedded_dsn(data_dir) is None
+    assert not redis_answers(redis_url)
+    assert not healthy(port)
+
+    # A second start on the same data dir keeps what the first stored; Ctrl-C stops it as cleanly.
+    proc = start_up(data_dir, port, upstream_url, redis_url)
+    try:
+        started = time.monotonic()
+        wait_until(lambda: healthy(port) or proc.poll() is not None, timeout=60, interval=0.05)
+        assert proc.poll() is None
+        print(f"memoire up: /healthz 200 after {time.monotonic() - started:.2f} s (warm start)")
+        dsn = running_embedded_dsn(data_dir)
+        assert dsn is not None
+        assert statuses(dsn) == ["received", "received"]
+        stop(proc, signal.SIGINT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert running_embedded_dsn(data_dir) is None

@@ -1,0 +1,107 @@
+"""Recording exchanges: idempotent, and scoped by tenant."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import asyncpg
+import msgspec
+
+from memoire.config import RedisConfig, SpoolConfig
+from memory import exchanges
+from memory.exchanges import DEFAULT_TENANT_ID, Exchange, new_id, now
+from memory.health import Health
+from memory.intake import Intake
+from memory.spool import Spool
+from tests.conftest import eventually
+from worker import queue
+from worker.queue import ingest_job_id
+
+
+def exchange(
+    user: str = "alice", tenant: uuid.UUID = DEFAULT_TENANT_ID, session: str | None = "s1"
+) -> Exchange:
+    return Exchange(
+        id=new_id(), tenant_id=tenant, user=user, session=session, model="m",
+        messages=[{"role": "user", "content": f"hello from {user}"}],
+        reply={"role": "assistant", "content": "hi"}, occurred_at=now(),
+    )  # fmt: skip
+
+
+async def test_recording_the_same_exchange_twice_leaves_one_row(db: asyncpg.Pool) -> None:
+    first, second = exchange(), exchange()
+    async with db.acquire() as conn:
+        assert set(await exchanges.record(conn, [first, second])) == {first.id, second.id}
+        assert await exchanges.record(conn, [first, second, first]) == []
+    assert await db.fetchval("SELECT count(*) FROM chat_logs") == 2
+    assert await db.fetchval("SELECT count(*) FROM users") == 1
+    assert await db.fetchval("SELECT count(*) FROM sessions") == 1
+
+
+async def test_the_same_user_id_under_two_tenants_is_two_people(db: asyncpg.Pool) -> None:
+    other = await db.fetchval("INSERT INTO tenants (name) VALUES ('other') RETURNING id")
+    async with db.acquire() as conn:
+        await exchanges.record(conn, [exchange("alice"), exchange("alice", tenant=other)])
+    users = await db.fetch("SELECT tenant_id, id FROM users WHERE external_id = 'alice'")
+    assert len({u["id"] for u in users}) == 2
+    assert {u["tenant_id"] for u in users} == {DEFAULT_TENANT_ID, other}
+
+
+async def test_a_nul_character_is_stored_not_fatal(db: asyncpg.Pool) -> None:
+    ex = msgspec.structs.replace(exchange(), messages=[{"role": "user", "content": "a\x00b"}])
+    async with db.acquire() as conn:
+        await exchanges.record(conn, [ex])
+    assert await db.fetchval("SELECT messages->0->>'content' FROM chat_logs") == "a\ufffdb"
+
+
+async def test_a_poison_exchange_does_not_hold_back_the_others(
+    db: asyncpg.Pool, redis_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "spool.sqlite3"
+    good, bad = exchange("good"), msgspec.structs.replace(exchange("bad"), source="bogus")  # type: ignore[arg-type]
+    spool = Spool(path)
+    await spool.put([
+        ("unreadable", b"not msgpack"),
+        (str(bad.id), msgspec.msgpack.encode(bad)),
+        (str(good.id), msgspec.msgpack.encode(good)),
+    ])  # fmt: skip
+    await spool.close()
+    redis = queue.connect(RedisConfig(url=redis_url))
+    intake = Intake(spool=Spool(path), pool=db, redis=redis, config=SpoolConfig(), health=Health())
+    await intake.start()
+    try:
+        await eventually(lambda: db.fetchval("SELECT count(*) FROM chat_logs WHERE id = $1", good.id))
+        await intake.flush()
+    finally:
+        await intake.close(grace=0.5)
+        await redis.aclose(close_connection_pool=True)
+    with sqlite3.connect(path) as check:
+        kept = {row[0] for row in check.execute("SELECT id FROM spool")}
+    assert kept == {"unreadable", str(bad.id)}  # kept for an operator, never dropped
+
+
+async def test_intake_delivers_what_a_previous_process_left_in_the_spool(
+    db: asyncpg.Pool, redis_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "spool.sqlite3"
+    left_behind = exchange("crashed")
+    spool = Spool(path)
+    await spool.put([(str(left_behind.id), msgspec.msgpack.encode(left_behind))])
+    await spool.close()
+
+    redis = queue.connect(RedisConfig(url=redis_url))
+    intake = Intake(spool=Spool(path), pool=db, redis=redis, config=SpoolConfig(), health=Health())
+    await intake.start()
+    try:
+        await eventually(lambda: db.fetchval("SELECT count(*) FROM chat_logs WHERE id = $1", left_behind.id))
+        await intake.flush()
+        queued = {m.decode() for m in await redis.zrange("memoire:queue", 0, -1)}
+        assert queued == {ingest_job_id(DEFAULT_TENANT_ID, left_behind.id)}
+    finally:
+        await intake.close()
+        await redis.aclose(close_connection_pool=True)
+    spool = Spool(path)
+    assert await spool.size() == 0
+    await spool.close()
