@@ -56,52 +56,50 @@ async def test_a_nul_character_is_stored_not_fatal(db: asyncpg.Pool) -> None:
     assert await db.fetchval("SELECT messages->0->>'content' FROM chat_logs") == "a\ufffdb"
 
 
-async def test_a_poison_exchange_does_not_hold_back_the_others(
-    db: asyncpg.Pool, redis_url: str, tmp_path: Path
-) -> None:
-    path = tmp_path / "spool.sqlite3"
-    good, bad = exchange("good"), msgspec.structs.replace(exchange("bad"), source="bogus")  # type: ignore[arg-type]
+async def deliver_leftovers(
+    db: asyncpg.Pool, redis_url: str, path: Path, entries: list[tuple[str, bytes]], delivered: uuid.UUID
+) -> set[str]:
+    """Leave ``entries`` in a spool as a dead process would, start an intake on it, and wait until
+    ``delivered`` is stored. Returns the ARQ job ids then queued."""
     spool = Spool(path)
-    await spool.put([
-        ("unreadable", b"not msgpack"),
-        (str(bad.id), msgspec.msgpack.encode(bad)),
-        (str(good.id), msgspec.msgpack.encode(good)),
-    ])  # fmt: skip
+    await spool.put(entries)
     await spool.close()
     redis = queue.connect(RedisConfig(url=redis_url))
     intake = Intake(spool=Spool(path), pool=db, redis=redis, config=SpoolConfig(), health=Health())
     await intake.start()
     try:
-        await eventually(lambda: db.fetchval("SELECT count(*) FROM chat_logs WHERE id = $1", good.id))
+        await eventually(lambda: db.fetchval("SELECT count(*) FROM chat_logs WHERE id = $1", delivered))
         await intake.flush()
+        return {m.decode() for m in await redis.zrange("memoire:queue", 0, -1)}
     finally:
         await intake.close(grace=0.5)
         await redis.aclose(close_connection_pool=True)
+
+
+def spooled(path: Path) -> set[str]:
     with sqlite3.connect(path) as check:
-        kept = {row[0] for row in check.execute("SELECT id FROM spool")}
-    assert kept == {"unreadable", str(bad.id)}  # kept for an operator, never dropped
+        return {row[0] for row in check.execute("SELECT id FROM spool")}
+
+
+async def test_a_poison_exchange_does_not_hold_back_the_others(
+    db: asyncpg.Pool, redis_url: str, tmp_path: Path
+) -> None:
+    good, bad = exchange("good"), msgspec.structs.replace(exchange("bad"), source="bogus")  # type: ignore[arg-type]
+    entries = [
+        ("unreadable", b"not msgpack"),
+        (str(bad.id), msgspec.msgpack.encode(bad)),
+        (str(good.id), msgspec.msgpack.encode(good)),
+    ]
+    await deliver_leftovers(db, redis_url, tmp_path / "spool.sqlite3", entries, good.id)
+    # The bad and the unreadable are kept for an operator, never dropped.
+    assert spooled(tmp_path / "spool.sqlite3") == {"unreadable", str(bad.id)}
 
 
 async def test_intake_delivers_what_a_previous_process_left_in_the_spool(
     db: asyncpg.Pool, redis_url: str, tmp_path: Path
 ) -> None:
-    path = tmp_path / "spool.sqlite3"
     left_behind = exchange("crashed")
-    spool = Spool(path)
-    await spool.put([(str(left_behind.id), msgspec.msgpack.encode(left_behind))])
-    await spool.close()
-
-    redis = queue.connect(RedisConfig(url=redis_url))
-    intake = Intake(spool=Spool(path), pool=db, redis=redis, config=SpoolConfig(), health=Health())
-    await intake.start()
-    try:
-        await eventually(lambda: db.fetchval("SELECT count(*) FROM chat_logs WHERE id = $1", left_behind.id))
-        await intake.flush()
-        queued = {m.decode() for m in await redis.zrange("memoire:queue", 0, -1)}
-        assert queued == {ingest_job_id(DEFAULT_TENANT_ID, left_behind.id)}
-    finally:
-        await intake.close()
-        await redis.aclose(close_connection_pool=True)
-    spool = Spool(path)
-    assert await spool.size() == 0
-    await spool.close()
+    entries = [(str(left_behind.id), msgspec.msgpack.encode(left_behind))]
+    queued = await deliver_leftovers(db, redis_url, tmp_path / "spool.sqlite3", entries, left_behind.id)
+    assert queued == {ingest_job_id(DEFAULT_TENANT_ID, left_behind.id)}
+    assert spooled(tmp_path / "spool.sqlite3") == set()
