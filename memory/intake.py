@@ -65,6 +65,10 @@ class Intake:
 
     async def close(self, grace: float = 5.0) -> None:
         """Spool whatever is still in memory, try one last delivery, and stop."""
+        # Let the collector finish spooling what it holds: cancelling it mid-write would lose a batch.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._inbox.join()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

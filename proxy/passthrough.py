@@ -6,16 +6,24 @@ Bodies, streams, status codes and headers cross untouched; nothing is recorded.
 from __future__ import annotations
 
 from typing import cast
+from urllib.parse import unquote
 
 from litestar import asgi
 from litestar.types import HTTPScope, Receive, Scope, Send
 
-from memoire.errors import MemoireError
+from memoire.errors import InvalidField, MemoireError
 from proxy import services as services_
 from proxy.relay import ClientGone, read_body, relay, send_error
 from proxy.upstream import Headers
 
 _PREFIX = "/v1"
+
+
+def _safe(subpath: str) -> bool:
+    """Whether ``/v1{subpath}`` stays under the upstream's base URL: no dot segments (also percent-encoded),
+    and a leading slash, so ``/v1@host`` or ``/v1/../admin`` can never reach another host or path with the
+    operator's key."""
+    return subpath.startswith("/") and all(unquote(s) not in (".", "..") for s in subpath.split("/"))
 
 
 async def forward(scope: Scope, receive: Receive, send: Send) -> None:
@@ -26,6 +34,9 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     # raw_path keeps the client's percent-encoding (and, unlike a mount's path, no added slash).
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
     subpath = raw_path.split(b"?", 1)[0].decode("latin-1").removeprefix(_PREFIX)
+    if not _safe(subpath):
+        await send_error(send, InvalidField("the path must stay under /v1", param="path"))
+        return
     try:
         body = await read_body(receive, headers, services.config.server.max_body_bytes)
     except ClientGone:

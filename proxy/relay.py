@@ -130,10 +130,9 @@ async def relay(
         finally:
             await response.aclose()
     except asyncio.CancelledError:
-        if watch.gone:
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
+        task = asyncio.current_task()
+        # Swallow only the watcher's own cancellation; one from anyone else (shutdown) goes on.
+        if watch.gone and task is not None and task.uncancel() == 0:
             log.debug("client disconnected; upstream request closed")
             return None
         raise
@@ -175,9 +174,10 @@ async def _relay_response(
 
 
 def _heartbeat_allowed(response: httpx.Response) -> bool:
-    """Only an uncompressed 200 event stream may get comments spliced in."""
+    """Only an uncompressed 200 event stream of unfixed length may get comments spliced in."""
     return (
         response.status_code == 200
+        and "content-length" not in response.headers
         and response.headers.get("content-type", "").startswith("text/event-stream")
         and response.headers.get("content-encoding", "identity") == "identity"
     )

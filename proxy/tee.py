@@ -62,7 +62,7 @@ class Capture:
                 self.response_headers.get("content-type"),
                 self.response_headers.get("content-encoding"),
             )
-        except (ValueError, zlib.error, msgspec.MsgspecError) as exc:
+        except (ValueError, TypeError, AttributeError, KeyError, zlib.error, msgspec.MsgspecError) as exc:
             log.warning(
                 "could not read the reply of exchange %s (%s); storing its messages only", self.id, exc
             )

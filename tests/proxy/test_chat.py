@@ -296,3 +296,22 @@ async def test_compressed_reply_passes_through_and_is_still_recorded(
     assert response.json()["choices"][0]["message"]["content"] == "Hello from the fake upstream."
     rows = await eventually(lambda: logs(db))
     assert rows[0]["reply"]["content"] == "Hello from the fake upstream."
+
+
+def test_a_malformed_streamed_reply_still_keeps_the_users_messages() -> None:
+    import httpx as _httpx
+
+    from memory.exchanges import DEFAULT_TENANT_ID, new_id, now
+    from proxy.tee import Capture
+
+    call = b'{"index": 0, "function": {"arguments": {"city": "Denver"}}}'  # an object, not a string
+    bad = b'data: {"choices": [{"index": 0, "delta": {"tool_calls": [' + call + b"]}}]}\n\n"
+    capture = Capture(
+        id=new_id(), tenant_id=DEFAULT_TENANT_ID, user="u", session=None, model="m", occurred_at=now(),
+        request_body=b'{"messages": [{"role": "user", "content": "keep me"}]}',
+        response_headers=_httpx.Headers({"content-type": "text/event-stream"}), chunks=[bad],
+    )  # fmt: skip
+    exchange = capture.build()
+    assert exchange is not None
+    assert exchange.messages == [{"role": "user", "content": "keep me"}]
+    assert exchange.reply is None

@@ -68,3 +68,16 @@ async def test_unknown_route_outside_v1_gets_openai_shaped_404(proxy: ServerThre
         response = await http.get(f"{proxy.url}/nope")
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("path", ["/v1/../admin", "/v1/%2e%2e/admin", "/v1@evil.example/x"])
+async def test_paths_that_would_leave_the_upstream_base_are_refused(
+    start_proxy: ProxyFactory, fake: FakeUpstream, path: str
+) -> None:
+    proxy = start_proxy(upstream={"api_key": "sk-operator"})
+    async with httpx.AsyncClient() as http:
+        request = http.build_request("GET", f"{proxy.url}/")
+        request.url = request.url.copy_with(raw_path=path.encode())
+        response = await http.send(request)
+    assert response.status_code in (400, 404)
+    assert fake.requests == []  # nothing went out with the operator's key
