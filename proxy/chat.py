@@ -84,7 +84,7 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         send,
         method="POST",
         url=upstream.url("/chat/completions", scope["query_string"]),
-        headers=upstream.request_headers(headers),
+        headers=upstream.request_headers(headers, readable_encodings=True),
         body=body,
         extra_headers=extra,
         heartbeat=services.config.upstream.heartbeat_idle,

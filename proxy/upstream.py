@@ -42,6 +42,19 @@ def _connection_tokens(headers: Headers) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
+_READABLE_CODINGS = frozenset({b"gzip", b"x-gzip", b"deflate", b"identity"})
+
+
+def _readable(accept_encoding: bytes) -> bytes:
+    """``accept-encoding`` less the codings the tee cannot decode (br, zstd …), q-values kept."""
+    kept = [
+        part.strip()
+        for part in accept_encoding.split(b",")
+        if part.split(b";", 1)[0].strip().lower() in _READABLE_CODINGS
+    ]
+    return b", ".join(kept)
+
+
 class Upstream:
     def __init__(self, config: UpstreamConfig, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = config.url.rstrip("/")
@@ -69,8 +82,12 @@ class Upstream:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    def request_headers(self, incoming: Headers) -> Headers:
-        """The client's headers as they go upstream."""
+    def request_headers(self, incoming: Headers, *, readable_encodings: bool = False) -> Headers:
+        """The client's headers as they go upstream.
+
+        With ``readable_encodings``, ``accept-encoding`` keeps only the codings the tee can read back
+        (gzip, deflate), so a recorded reply is never lost to a coding we cannot decode.
+        """
         drop = _NOT_FORWARDED | _connection_tokens(incoming)
         out: Headers = []
         has_auth = has_encoding = False
@@ -80,6 +97,10 @@ class Upstream:
             if name == b"authorization":
                 has_auth = True
             elif name == b"accept-encoding":
+                if readable_encodings:
+                    value = _readable(value)
+                    if not value:
+                        continue
                 has_encoding = True
             out.append((name, value))
         if not has_auth and self._auth is not None:

@@ -315,3 +315,18 @@ def test_a_malformed_streamed_reply_still_keeps_the_users_messages() -> None:
     assert exchange is not None
     assert exchange.messages == [{"role": "user", "content": "keep me"}]
     assert exchange.reply is None
+
+
+async def test_only_codings_the_tee_can_read_are_offered_upstream(
+    proxy: ServerThread, fake: FakeUpstream
+) -> None:
+    payload = {"model": "fake-chat", "messages": [{"role": "user", "content": "x"}]}
+    async with httpx.AsyncClient() as http:
+        url = f"{proxy.url}/v1/chat/completions"
+        await http.post(url, json=payload, headers={"accept-encoding": "br, zstd;q=0.9, gzip;q=0.5"})
+        assert fake.requests[-1].headers["accept-encoding"] == "gzip;q=0.5"
+        await http.post(url, json=payload, headers={"accept-encoding": "br"})
+        assert fake.requests[-1].headers["accept-encoding"] == "identity"
+        # Other routes are not recorded, so they keep what the client asked for.
+        await http.get(f"{proxy.url}/v1/models", headers={"accept-encoding": "br"})
+        assert fake.requests[-1].headers["accept-encoding"] == "br"
