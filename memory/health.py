@@ -15,10 +15,6 @@ class Health:
         self.header_value: bytes = b""
         """The ``x-memoire-degraded`` header value, precomputed: empty when all is well."""
 
-    @property
-    def degraded(self) -> frozenset[str]:
-        return frozenset(self._down)
-
     def mark(self, component: str, ok: bool) -> None:
         if ok == (component not in self._down):
             return

@@ -49,8 +49,6 @@ class Intake:
         self._inbox: asyncio.Queue[Build] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.delivered = 0
-        """Exchanges stored and queued by this process (for tests and metrics)."""
 
     def submit(self, build: Build) -> None:
         """Hand over an exchange to store; returns at once."""
@@ -156,36 +154,32 @@ class Intake:
 
     async def _deliver(self, entries: list[Entry]) -> bool:
         """Store and queue ``entries``; on failure defer them. Returns whether they were all delivered."""
-        readable: list[Entry] = []
+        batch: list[tuple[Entry, Exchange]] = []
         for entry in entries:
             try:
-                _decoder.decode(entry.payload)
+                batch.append((entry, _decoder.decode(entry.payload)))
             except msgspec.DecodeError as exc:
                 # Written by an incompatible version: kept for an operator, never dropped, out of the way.
                 log.error(  # noqa: TRY400 (the reason is in the message; a traceback adds nothing)
                     "spool entry %s cannot be read (%s); it is kept and skipped", entry.id, exc
                 )
                 await self._spool.defer([entry.id], self._config.retry_max * 100, f"unreadable: {exc}")
-            else:
-                readable.append(entry)
-        if not readable:
-            return False
-        if len(readable) < len(entries):
-            await self._deliver(readable)
-            return False
-        batch = [_decoder.decode(e.payload) for e in entries]
+        return bool(batch) and await self._store(batch) and len(batch) == len(entries)
+
+    async def _store(self, batch: list[tuple[Entry, Exchange]]) -> bool:
+        entries = [entry for entry, _ in batch]
         attempts = max(e.attempts for e in entries)
         try:
             async with db.transaction(self._pool) as conn:
-                await exchanges.record(conn, batch)
+                await exchanges.record(conn, [ex for _, ex in batch])
         except StorageUnavailable as exc:
             self._health.mark("database", ok=False)
             await self._defer(entries, attempts, str(exc))
             return False
         except Exception as exc:
-            if len(entries) > 1:
+            if len(batch) > 1:
                 # One bad exchange must not hold back the others: store them one by one.
-                results = [await self._deliver([entry]) for entry in entries]
+                results = [await self._store([pair]) for pair in batch]
                 return all(results)
             if attempts == 0:
                 log.exception("storing exchange %s failed; it stays in the spool", entries[0].id)
@@ -195,14 +189,13 @@ class Intake:
             return False
         self._health.mark("database", ok=True)
         try:
-            await enqueue_ingest(self._redis, [(ex.tenant_id, ex.id) for ex in batch])
+            await enqueue_ingest(self._redis, [(ex.tenant_id, ex.id) for _, ex in batch])
         except (RedisError, OSError, TimeoutError) as exc:
             self._health.mark("redis", ok=False)
             await self._defer(entries, attempts, f"redis: {type(exc).__name__}")
             return False
         self._health.mark("redis", ok=True)
         await self._spool.remove(e.id for e in entries)
-        self.delivered += len(batch)
         return True
 
     async def _defer(self, entries: list[Entry], attempts: int, error: str) -> None:
