@@ -6,6 +6,36 @@
 #   docker run --rm -e MEMOIRE_DATABASE_URL=... memoire migrate
 #
 # docker-compose.yml runs the whole stack from this image.
+#
+# Two stages: the first exports all-MiniLM-L6-v2 to ONNX (it needs torch); the image itself only runs the
+# export, with onnxruntime, and carries no torch.
+
+FROM python:3.11-slim AS export
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MEMOIRE_EMBEDDINGS_MODEL_DIR=/opt/memoire/models
+
+WORKDIR /src
+
+# torch comes from PyTorch's CPU index first: from PyPI, the pinned version would pull gigabytes of CUDA
+# packages. The export extra's exact pin then finds it already installed.
+COPY pyproject.toml README.md* ./
+RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
+    && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; open('/tmp/requirements.txt', 'w').write(chr(10).join(p['dependencies'] + p['optional-dependencies']['export']) + chr(10))" \
+    && pip install -r /tmp/requirements.txt
+
+COPY memoire ./memoire
+COPY proxy ./proxy
+COPY memory ./memory
+COPY worker ./worker
+COPY migrations ./migrations
+RUN pip install --no-deps . \
+    && memoire models prepare \
+    && chmod -R a+rX /opt/memoire
+
+
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -15,7 +45,7 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /src
 
 # Dependencies first, read from pyproject.toml, so this layer is rebuilt only when pyproject.toml changes.
-# Runtime dependencies only: the optional test extras are never installed.
+# Runtime dependencies only: neither the test nor the export extras are installed.
 COPY pyproject.toml README.md* ./
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write(chr(10).join(deps) + chr(10))" \
     && pip install -r /tmp/requirements.txt \
@@ -30,6 +60,9 @@ COPY migrations ./migrations
 RUN pip install --no-deps . \
     && pip check
 
+# The exported embedding model, ready at start.
+COPY --from=export /opt/memoire/models /opt/memoire/models
+
 # An unprivileged user, and the state directory it owns (the exchange spool lives there; mount a volume).
 RUN groupadd --system --gid 10001 memoire \
     && useradd --system --uid 10001 --gid memoire --home-dir /home/memoire --create-home \
@@ -39,7 +72,8 @@ RUN groupadd --system --gid 10001 memoire \
 
 # Listen on every interface inside the container (the default, 127.0.0.1, is unreachable from outside it).
 ENV MEMOIRE_SERVER_HOST=0.0.0.0 \
-    MEMOIRE_SERVER_DATA_DIR=/data
+    MEMOIRE_SERVER_DATA_DIR=/data \
+    MEMOIRE_EMBEDDINGS_MODEL_DIR=/opt/memoire/models
 
 WORKDIR /data
 USER 10001:10001

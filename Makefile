@@ -12,11 +12,11 @@ $(BIN)/python:
 
 # Stamp files: reinstall only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[export]'
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,export]'
 	@touch $@ $(VENV)/.installed
 
 ## up: build .venv and run PostgreSQL, Redis, migrations, the API and the worker (ARGS="--port 8080 ...").
@@ -28,8 +28,8 @@ test: $(VENV)/.installed-test redis lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check proxy memory worker memoire migrations tests
-	$(BIN)/ruff format --check proxy memory worker memoire migrations tests
+	$(BIN)/ruff check proxy memory worker memoire migrations tests bench
+	$(BIN)/ruff format --check proxy memory worker memoire migrations tests bench
 	$(BIN)/mypy
 
 ## redis: make sure a redis-server answers on 127.0.0.1:6379 (the tests use its database 15).

@@ -4,6 +4,8 @@ memoire up       PostgreSQL (embedded unless MEMOIRE_DATABASE_URL), Redis, migra
 memoire serve    the API only
 memoire worker   the ARQ worker only
 memoire migrate  apply pending migrations and exit
+memoire jobs run TASK [--user U] [--retry-failed]   run a worker task now, in this process
+memoire models prepare                              export the local embedding model to ONNX (once)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from memoire import logs
 from memoire.config import Config, ConfigError, env_name, load
+from memoire.errors import MemoireError
 from memoire.stack import (
     EmbeddedPostgres,
     StackError,
@@ -57,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     command("serve", "Run the API (the proxy and the REST API).", server=True)
     command("worker", "Run the ARQ worker.")
     command("migrate", "Apply pending database migrations.")
+    jobs = command("jobs", "Run worker tasks on demand.")
+    jobs.add_argument("action", choices=["run"])
+    jobs.add_argument("task", help="the task: extract_facts_task or reembed_facts")
+    jobs.add_argument("--user", help="only this end user (external id)")
+    jobs.add_argument("--retry-failed", action="store_true", help="replay failed chat logs too")
+    models = command("models", "Manage the local embedding model.")
+    models.add_argument("action", choices=["prepare"])
     return parser
 
 
@@ -99,6 +109,34 @@ async def _migrate(dsn: str) -> list[str]:
 def cmd_migrate(config: Config) -> int:
     applied = asyncio.run(_migrate(_dsn(config)))
     print(f"applied {len(applied)} migrations: {', '.join(applied)}" if applied else "schema is up to date")
+    return 0
+
+
+def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
+    from memoire import jobs
+
+    try:
+        outcomes = jobs.run(config, _dsn(config), args.task, user=args.user, retry_failed=args.retry_failed)
+    except MemoireError as exc:
+        print(f"memoire: {exc.message}", file=sys.stderr)
+        return 1
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())) or "nothing to do"
+    print(f"{args.task}: {summary}")
+    return 0 if not outcomes.get("failed") else 3
+
+
+def _prepare_model(config: Config) -> None:
+    if config.embeddings.provider != "local":
+        return
+    from memory import onnx_export
+
+    files = onnx_export.ensure(config.model_dir, config.embeddings.model)
+    log.info("embedding model ready: %s", files.model)
+
+
+def cmd_models(config: Config, args: argparse.Namespace) -> int:
+    _prepare_model(config)
+    print(f"embedding model ready under {config.model_dir}")
     return 0
 
 
@@ -219,6 +257,13 @@ def cmd_up(config: Config) -> int:
         applied = asyncio.run(_migrate(dsn))
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
+        # Once per model dir (a few seconds): before the API and the worker start, not in both at once.
+        try:
+            _prepare_model(config)
+        except MemoireError as exc:
+            log.warning(
+                "embedding model not ready (%s); memory works by wording only until it is", exc.message
+            )
         if supervisor.stopping:
             return 0
         supervisor.env = {
@@ -238,6 +283,7 @@ def cmd_up(config: Config) -> int:
 
 
 COMMANDS = {"up": cmd_up, "serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate}
+COMMANDS_WITH_ARGS = {"jobs": cmd_jobs, "models": cmd_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config:
         os.environ["MEMOIRE_CONFIG"] = str(Path(args.config).resolve())
     try:
+        if args.command in COMMANDS_WITH_ARGS:
+            return COMMANDS_WITH_ARGS[args.command](config, args)
         return COMMANDS[args.command](config)
     except StackError as exc:
         print(f"memoire: {exc}", file=sys.stderr)

@@ -118,6 +118,68 @@ class WorkerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Seconds after which a chat log still pending is queued again (covers a lost Redis)."""
 
 
+LLMProvider = Literal["none", "openai", "anthropic", "gemini", "openrouter", "openai-compatible"]
+
+
+class LLMConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    provider: LLMProvider = "none"
+    """Who extracts facts: openai, anthropic, gemini, openrouter, openai-compatible (Ollama, vLLM), none."""
+    base_url: str | None = None
+    """The provider's API base URL. Unset: the provider's public endpoint (required for openai-compatible)."""
+    api_key: str | None = None
+    """The extraction provider's API key."""
+    model: str | None = None
+    """Extraction model. Unset: a small current model of the provider (see docs/memory.md)."""
+    timeout: float = 60.0
+    """Seconds one extraction call may take."""
+    max_attempts: int = 3
+    """Calls per exchange when the output is not valid; then the chat log is recorded as failed."""
+    max_output_tokens: int = 2048
+    """Most tokens the extraction reply may use."""
+    structured_output: Literal["json_schema", "json_object"] = "json_schema"
+    """OpenAI-style structured output mode; json_object for servers without JSON-schema support."""
+    context_facts: int = 30
+    """Existing facts of the user shown to the extractor, so it can tell what changed."""
+
+
+class EmbeddingsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    provider: Literal["local", "openai"] = "local"
+    """local: all-MiniLM-L6-v2 on onnxruntime, offline; openai: an OpenAI-compatible embeddings endpoint."""
+    model: str = "all-MiniLM-L6-v2"
+    """Embedding model name; stored with every vector, and searches only compare vectors of this model."""
+    base_url: str | None = None
+    """Base URL of the OpenAI-compatible embeddings endpoint (provider openai)."""
+    api_key: str | None = None
+    """API key of the embeddings endpoint (provider openai)."""
+    dimensions: int | None = None
+    """Requested output dimensions (provider openai, models that support it)."""
+    model_dir: str | None = None
+    """Where the local model's ONNX export is kept. Unset: ``<data_dir>/models``."""
+    threads: int = 2
+    """onnxruntime threads per embedding call (local)."""
+    query_cache_size: int = 4096
+    """Query embeddings kept in memory, least recently used first out."""
+    timeout: float = 10.0
+    """Seconds one embeddings call may take (provider openai)."""
+
+
+class MemoryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    recall_timeout: float = 0.15
+    """Seconds the proxy waits for recall before it forwards the call without memory."""
+    recall_limit: int = 12
+    """Most facts the proxy recalls for one call."""
+    block_tokens: int = 400
+    """Token budget of the memory block added to the system prompt (tiktoken cl100k_base)."""
+    min_similarity: float = 0.25
+    """Least cosine similarity for a fact to count as relevant by meaning."""
+    min_lexical: float = 0.5
+    """Least trigram word similarity for a fact to count as relevant by wording."""
+    dedup_similarity: float = 0.9
+    """Cosine similarity above which a new fact is taken to mean the same as an existing one."""
+    hnsw_threshold: int = 20000
+    """Facts a user must have before recall uses the HNSW index (approximate) instead of an exact sort."""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
@@ -125,10 +187,19 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
     spool: SpoolConfig = msgspec.field(default_factory=SpoolConfig)
     worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)
+    llm: LLMConfig = msgspec.field(default_factory=LLMConfig)
+    embeddings: EmbeddingsConfig = msgspec.field(default_factory=EmbeddingsConfig)
+    memory: MemoryConfig = msgspec.field(default_factory=MemoryConfig)
 
     @property
     def data_dir(self) -> Path:
         return Path(self.server.data_dir).expanduser().resolve()
+
+    @property
+    def model_dir(self) -> Path:
+        if self.embeddings.model_dir:
+            return Path(self.embeddings.model_dir).expanduser()
+        return self.data_dir / "models"
 
     @property
     def spool_path(self) -> Path:
@@ -224,6 +295,10 @@ def _check(config: Config) -> None:
         ("spool", "batch_size"): config.spool.batch_size,
         ("worker", "max_jobs"): config.worker.max_jobs,
         ("worker", "max_tries"): config.worker.max_tries,
+        ("llm", "max_attempts"): config.llm.max_attempts,
+        ("embeddings", "threads"): config.embeddings.threads,
+        ("memory", "recall_limit"): config.memory.recall_limit,
+        ("memory", "block_tokens"): config.memory.block_tokens,
     }
     for (section, key), value in positive.items():
         if value <= 0:
@@ -240,3 +315,7 @@ def _check(config: Config) -> None:
         )
     if not config.upstream.url.startswith(("http://", "https://")):
         raise ConfigError(f"bad setting upstream.url ({env_name('upstream', 'url')}): must be an http(s) URL")
+    if config.llm.provider == "openai-compatible" and not config.llm.base_url:
+        raise ConfigError(
+            f"bad setting llm.base_url ({env_name('llm', 'base_url')}): required by openai-compatible"
+        )

@@ -6,12 +6,16 @@ The tree::
     ├── RequestError (400, invalid_request_error)
     │   ├── InvalidJSON (400, code invalid_json)
     │   ├── InvalidField (400, code invalid_value; names the field in ``param``)
-    │   └── PayloadTooLarge (413, code payload_too_large)
+    │   ├── PayloadTooLarge (413, code payload_too_large)
+    │   └── NotFound (404, code not_found; names the field in ``param``)
     ├── UpstreamError (502, upstream_error)
     │   ├── UpstreamUnreachable (502, code upstream_unreachable)
     │   └── UpstreamTimeout (504, code upstream_timeout)
-    └── StorageError (503, storage_error)
-        └── StorageUnavailable (503, code storage_unavailable)
+    ├── StorageError (503, storage_error)
+    │   └── StorageUnavailable (503, code storage_unavailable)
+    └── DependencyError (503, dependency_error)
+        ├── EmbedderUnavailable (503, code embedder_unavailable)
+        └── LLMUnavailable (503, code llm_unavailable)
 
 Each error carries its HTTP status. :func:`render` turns any of them into OpenAI's error shape,
 ``{"error": {"message", "type", "param", "code"}}``. Lower layers translate their own exceptions into
@@ -21,9 +25,11 @@ these at one boundary, with ``raise ... from exc``.
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import msgspec
+
+_T = TypeVar("_T")
 
 
 class MemoireError(Exception):
@@ -56,6 +62,11 @@ class PayloadTooLarge(RequestError):
     code = "payload_too_large"
 
 
+class NotFound(RequestError):
+    status = 404
+    code = "not_found"
+
+
 class UpstreamError(MemoireError):
     status = 502
     type = "upstream_error"
@@ -79,6 +90,20 @@ class StorageError(MemoireError):
 
 class StorageUnavailable(StorageError):
     code = "storage_unavailable"
+
+
+class DependencyError(MemoireError):
+    status = 503
+    type = "dependency_error"
+    code = "dependency_error"
+
+
+class EmbedderUnavailable(DependencyError):
+    code = "embedder_unavailable"
+
+
+class LLMUnavailable(DependencyError):
+    code = "llm_unavailable"
 
 
 class _Detail(msgspec.Struct):
@@ -120,3 +145,15 @@ def from_validation(exc: msgspec.ValidationError) -> InvalidField:
     if not param:
         return InvalidField(text)
     return InvalidField(f"{message} at `{param}`", param=param)
+
+
+def decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
+    """Decode a request body, translating msgspec's errors into ours (naming the field)."""
+    if not body.strip():
+        raise InvalidJSON("the request body is empty; a JSON object was expected")
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise from_validation(exc) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidJSON(f"the request body is not valid JSON: {exc}") from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
@@ -31,8 +32,19 @@ Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 _UNAVAILABLE_CLASSES = ("08", "53", "57")
 
 
+# PostgreSQL's jsonb cannot hold U+0000. An even run of backslashes before "u0000" is the escape itself;
+# an odd run means the text had a literal backslash followed by "u0000", which must stay as it is.
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text for jsonb, with NUL characters replaced by U+FFFD."""
+    text = msgspec.json.encode(value).decode()
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "u0000" in text else text
+
+
 def _json_encode(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
+    return json_text(value)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -52,6 +64,18 @@ def is_unavailable(exc: BaseException) -> bool:
         state = getattr(exc, "sqlstate", None) or ""
         return state[:2] in _UNAVAILABLE_CLASSES
     return False
+
+
+def describe(exc: BaseException) -> str:
+    """``exc`` for a log line or an error column. A database error's message and detail can quote the row
+    (users' facts), so only its class and SQLSTATE are given."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return f"{type(exc).__name__} (SQLSTATE {getattr(exc, 'sqlstate', None)})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, asyncpg.PostgresError)
 
 
 async def create_pool(config: DatabaseConfig, dsn: str) -> asyncpg.Pool:
@@ -76,6 +100,18 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
     """A connection in a transaction; connection failures become :class:`StorageUnavailable`."""
     try:
         async with pool.acquire() as conn, conn.transaction():
+            yield conn
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        raise
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
+    """A connection outside a transaction (reads); connection failures become StorageUnavailable."""
+    try:
+        async with pool.acquire() as conn:
             yield conn
     except Exception as exc:
         if is_unavailable(exc):

@@ -6,14 +6,14 @@ Recording is idempotent: the exchange's id is the chat log's primary key, so sto
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
 
-from memory.db import Connection
+from memory import users
+from memory.db import Connection, json_text
 
 #: Until API keys exist, everything runs under this tenant (inserted by the first migration).
 DEFAULT_TENANT_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
@@ -40,19 +40,22 @@ class Exchange(msgspec.Struct, frozen=True, kw_only=True):
     """The assistant's message: role, content and tool calls."""
     usage: dict[str, Any] | None = None
     occurred_at: datetime
-
-
-# PostgreSQL's jsonb cannot hold U+0000. An even run of backslashes before "u0000" is the escape itself;
-# an odd run means the text had a literal backslash followed by "u0000", which must stay as it is.
-_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    """The app's own data about the exchange (``/v1/ingest``)."""
 
 
 def _json(value: Any) -> str | None:
-    """``value`` as JSON text for jsonb, with NUL characters replaced by U+FFFD."""
-    if value is None:
-        return None
-    text = msgspec.json.encode(value).decode()
-    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "u0000" in text else text
+    """``value`` as JSON text for jsonb (NUL-safe), or None."""
+    return None if value is None else json_text(value)
+
+
+def _storable_names(exchange: Exchange) -> Exchange:
+    """The exchange with its user and session names as the store keeps them (see users.storable)."""
+    user = users.storable(exchange.user)
+    session = users.storable(exchange.session) if exchange.session else None
+    if user == exchange.user and session == exchange.session:
+        return exchange
+    return msgspec.structs.replace(exchange, user=user, session=session)
 
 
 def new_id() -> uuid.UUID:
@@ -82,12 +85,12 @@ RETURNING user_id, external_id, id
 
 _INSERT_LOGS = """
 INSERT INTO chat_logs (tenant_id, id, user_id, session_id, source, endpoint, model, messages, reply, usage,
-                       occurred_at)
+                       occurred_at, metadata)
 SELECT $1, l.id, l.user_id, l.session_id, l.source, l.endpoint, l.model, l.messages::jsonb, l.reply::jsonb,
-       l.usage::jsonb, l.occurred_at
+       l.usage::jsonb, l.occurred_at, l.metadata::jsonb
 FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-            $10::text[], $11::timestamptz[])
-     AS l(id, user_id, session_id, source, endpoint, model, messages, reply, usage, occurred_at)
+            $10::text[], $11::timestamptz[], $12::text[])
+     AS l(id, user_id, session_id, source, endpoint, model, messages, reply, usage, occurred_at, metadata)
 ON CONFLICT (tenant_id, id) DO NOTHING
 RETURNING id
 """
@@ -100,7 +103,7 @@ async def record(conn: Connection, exchanges: list[Exchange]) -> list[uuid.UUID]
     """
     inserted: list[uuid.UUID] = []
     by_tenant: dict[uuid.UUID, list[Exchange]] = {}
-    for exchange in exchanges:
+    for exchange in map(_storable_names, exchanges):
         by_tenant.setdefault(exchange.tenant_id, []).append(exchange)
     for tenant_id, group in by_tenant.items():
         inserted.extend(await _record_tenant(conn, tenant_id, group))
@@ -148,5 +151,6 @@ async def _record_tenant(conn: Connection, tenant_id: uuid.UUID, group: list[Exc
         [_json(ex.reply) for ex in unique],
         [_json(ex.usage) for ex in unique],
         [ex.occurred_at for ex in unique],
+        [_json(ex.metadata) for ex in unique],
     )
     return [r["id"] for r in rows]

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -35,6 +36,39 @@ Build = Callable[[], Exchange | None]
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Exchange)
+
+
+#: msgpack integers stop at 64 bits; JSON bodies do not.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _encode(exchange: Exchange) -> bytes:
+    """The spool's bytes for ``exchange``. Integers beyond msgpack's range (a client may send any JSON
+    number) are kept as their decimal text rather than losing the exchange."""
+    try:
+        return _encoder.encode(exchange)
+    except OverflowError:
+        return _encoder.encode(
+            msgspec.structs.replace(
+                exchange,
+                messages=_big_ints_as_text(exchange.messages),
+                reply=_big_ints_as_text(exchange.reply),
+                usage=_big_ints_as_text(exchange.usage),
+                metadata=_big_ints_as_text(exchange.metadata),
+            )
+        )
+
+
+def _big_ints_as_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if _INT_MIN <= value <= _INT_MAX else str(value)
+    if isinstance(value, dict):
+        return {k: _big_ints_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_big_ints_as_text(v) for v in value]
+    return value
 
 
 class Intake:
@@ -70,7 +104,7 @@ class Intake:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._collect_pending()
         with contextlib.suppress(TimeoutError):
@@ -95,6 +129,8 @@ class Intake:
                 builds.append(self._inbox.get_nowait())
             try:
                 await self._spool_builds(builds)
+            except Exception:  # the loop must outlive any one batch
+                log.exception("collecting %d exchanges failed", len(builds))
             finally:
                 for _ in builds:
                     self._inbox.task_done()
@@ -108,18 +144,16 @@ class Intake:
             await self._spool_builds(builds)
 
     async def _spool_builds(self, builds: list[Build]) -> None:
-        built: list[Exchange] = []
+        rows: list[tuple[str, bytes]] = []
         for build in builds:
             try:
                 exchange = build()
+                if exchange is not None:
+                    rows.append((str(exchange.id), _encode(exchange)))
             except Exception:
                 log.exception("could not read a captured exchange; it is not stored")
-                continue
-            if exchange is not None:
-                built.append(exchange)
-        if not built:
+        if not rows:
             return
-        rows = [(str(ex.id), _encoder.encode(ex)) for ex in built]
         delay = self._config.retry_min
         while True:
             try:
@@ -181,11 +215,12 @@ class Intake:
                 # One bad exchange must not hold back the others: store them one by one.
                 results = [await self._store([pair]) for pair in batch]
                 return all(results)
-            if attempts == 0:
+            reason = db.describe(exc)
+            if attempts == 0 and not db.is_database_error(exc):
                 log.exception("storing exchange %s failed; it stays in the spool", entries[0].id)
             else:
-                log.warning("storing exchange %s failed again (%s)", entries[0].id, type(exc).__name__)
-            await self._defer(entries, attempts, f"{type(exc).__name__}: {exc}")
+                log.warning("storing exchange %s failed (%s); it stays in the spool", entries[0].id, reason)
+            await self._defer(entries, attempts, reason)
             return False
         self._health.mark("database", ok=True)
         try:

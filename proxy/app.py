@@ -11,18 +11,21 @@ from typing import Any
 
 import httpx
 from litestar import Litestar, Request, Response, get
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 from redis.exceptions import RedisError
 
 from memoire.config import Config
-from memoire.errors import MemoireError, RequestError, render
-from memory import db
+from memoire.errors import InvalidField, MemoireError, RequestError, render
+from memory import db, embeddings
 from memory.health import Health
 from memory.intake import Intake
 from memory.migrations import pending
+from memory.routes import ROUTES
+from memory.service import EmbedderFactory, Memory
 from memory.spool import Spool
 from proxy import services as services_
 from proxy.chat import chat_completions
+from proxy.memory_block import BlockBuilder
 from proxy.passthrough import passthrough
 from proxy.services import Services
 from proxy.upstream import Upstream
@@ -43,9 +46,23 @@ def _memoire_error(_: Request[Any, Any, Any], exc: MemoireError) -> Response[byt
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     error = RequestError(str(exc.detail)) if exc.status_code < 500 else MemoireError(str(exc.detail))
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
+        # Litestar's parameter validation: name the first bad parameter, as for bodies.
+        first = exc.extra[0] if isinstance(exc.extra[0], dict) else {}
+        key = str(first.get("key") or "") or None
+        error = InvalidField(f"{first.get('message', exc.detail)} at `{key}`", param=key)
     response = _error_response(error)
     response.status_code = exc.status_code
     return response
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if db.is_database_error(exc):
+        # Its message and detail can quote the row (users' facts): log the class of error only.
+        log.error("database error %s on %s", db.describe(exc), request.url.path)
+    else:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _error_response(MemoireError("internal error; it has been logged"))
 
 
 @get("/healthz", sync_to_thread=False)
@@ -81,9 +98,17 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]
 
 
 def create_app(
-    config: Config, dsn: str, *, upstream_transport: httpx.AsyncBaseTransport | None = None
+    config: Config,
+    dsn: str,
+    *,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    embedder_factory: EmbedderFactory | None = None,
 ) -> Litestar:
-    """The API app for ``config``, storing into the database at ``dsn``."""
+    """The API app for ``config``, storing into the database at ``dsn``.
+
+    ``embedder_factory`` replaces the configured embedder (tests use it to make one that fails).
+    """
+    factory = embedder_factory or (lambda: embeddings.create(config))
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -95,22 +120,38 @@ def create_app(
             spool=Spool(config.spool_path), pool=pool, redis=redis, config=config.spool, health=health
         )
         await intake.start()
+        memory = Memory(config, pool, factory)
+        await memory.start()
+        app.state.memory = memory
+        app.state.intake = intake
         app.state.services = Services(
-            config=config, upstream=upstream, pool=pool, redis=redis, intake=intake, health=health
+            config=config,
+            upstream=upstream,
+            pool=pool,
+            redis=redis,
+            intake=intake,
+            health=health,
+            memory=memory,
+            block=BlockBuilder(config.memory.block_tokens),
         )
         try:
             yield
         finally:
             await intake.close()
+            await memory.close()
             await upstream.aclose()
             with contextlib.suppress(RedisError, OSError):
                 await redis.aclose(close_connection_pool=True)
             await db.close_pool(pool)
 
     return Litestar(
-        route_handlers=[chat_completions, passthrough, healthz, readyz],
+        route_handlers=[chat_completions, passthrough, healthz, readyz, *ROUTES],
         lifespan=[lifespan],
-        exception_handlers={MemoireError: _memoire_error, HTTPException: _http_error},
+        exception_handlers={
+            MemoireError: _memoire_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
         openapi_config=None,
         logging_config=None,
     )

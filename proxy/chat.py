@@ -6,23 +6,34 @@ The body is never decoded through a closed schema: only the view the proxy needs
 
 from __future__ import annotations
 
-from typing import cast
+import asyncio
+import logging
+from typing import Any, cast
 
 import msgspec
 from litestar import asgi
 from litestar.types import HTTPScope, Receive, Scope, Send
 
-from memoire.errors import InvalidJSON, MemoireError, from_validation
+from memoire.errors import InvalidJSON, MemoireError, StorageUnavailable, from_validation
+from memory import recall, users
 from memory.exchanges import DEFAULT_TENANT_ID, DEFAULT_USER, new_id, now
+from memory.extraction.prompt import message_text
+from memory.facts import Fact
 from proxy import services as services_
+from proxy.memory_block import inject
 from proxy.passthrough import forward
 from proxy.relay import ClientGone, read_body, relay, send_error
 from proxy.tee import Capture
 from proxy.upstream import Headers
 
+log = logging.getLogger(__name__)
+
+_NULL = msgspec.Raw(b"null")
+
 
 class _MessageView(msgspec.Struct):
     role: str
+    content: msgspec.Raw = _NULL
 
 
 class ChatView(msgspec.Struct):
@@ -34,22 +45,125 @@ class ChatView(msgspec.Struct):
 
 
 _view = msgspec.json.Decoder(ChatView)
+_content = msgspec.json.Decoder(str | list[dict[str, Any]] | None)
 
 
-def _identity(headers: Headers, view: ChatView) -> tuple[str, str | None]:
-    """The end user and session: ``X-Memoire-User`` over the body's ``user``, then the default user."""
+def query_text(view: ChatView) -> str:
+    """The text of the latest user message: what recall searches for."""
+    for message in reversed(view.messages):
+        if message.role == "user":
+            try:
+                return message_text(_content.decode(message.content))
+            except msgspec.DecodeError:
+                return ""
+    return ""
+
+
+class _Identity(msgspec.Struct):
+    user: str
+    session: str | None
+    recall: bool
+    ingest: bool
+
+
+def _identity(headers: Headers, view: ChatView) -> _Identity:
+    """The end user and session (``X-Memoire-User`` over the body's ``user``, then the default user), and
+    whether this call recalls and is ingested (``X-Memoire-Recall: off``, ``X-Memoire-Ingest: off``)."""
     user: str | None = None
     session: str | None = None
+    recall = ingest = True
     for name, value in headers:
+        if not name.startswith(b"x-memoire-"):
+            continue
         if name == b"x-memoire-user":
             user = value.decode("utf-8", "replace").strip() or None
         elif name == b"x-memoire-session":
             session = value.decode("utf-8", "replace").strip() or None
-    return user or view.user or DEFAULT_USER, session
+        elif name == b"x-memoire-recall":
+            recall = value.strip().lower() != b"off"
+        elif name == b"x-memoire-ingest":
+            ingest = value.strip().lower() != b"off"
+    named = users.storable(user or view.user or DEFAULT_USER)
+    return _Identity(
+        user=named, session=users.storable(session) if session else None, recall=recall, ingest=ingest
+    )
 
 
 def degraded_headers(value: bytes) -> Headers:
     return [(b"x-memoire-degraded", value)] if value else []
+
+
+#: Characters of the latest user message that recall searches with (the model reads ~256 tokens anyway).
+MAX_QUERY_CHARS = 2000
+
+
+async def _recall_within_budget(
+    services: services_.Services, user: str, text: str, degraded: list[str]
+) -> list[Fact] | None:
+    """Recall, given at most ``memory.recall_timeout``. Past it the recall is abandoned, not awaited: a hung
+    database must not hold the call while the driver cancels its query."""
+    config = services.config.memory
+    query = recall.Query(
+        text=text, limit=config.recall_limit, temporal=("current", "recurring", "future", "past")
+    )
+    task = asyncio.create_task(services.memory.recall(DEFAULT_TENANT_ID, user, query))
+    done, _ = await asyncio.wait({task}, timeout=config.recall_timeout)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_quietly)
+        degraded.append("recall-timeout")
+        return None
+    try:
+        facts, down = task.result()
+    except StorageUnavailable:
+        services.health.mark("database", False)
+        degraded.append("database")
+        return None
+    except Exception:
+        log.exception("recall failed; the call goes on without memory")
+        degraded.append("recall-error")
+        return None
+    services.health.mark("database", True)
+    degraded.extend(down)
+    return facts
+
+
+def _quietly(task: asyncio.Task[Any]) -> None:
+    """Retrieve an abandoned task's outcome, so that it is not reported as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def _remember(
+    services: services_.Services, identity: _Identity, view: ChatView, body: bytes
+) -> tuple[bytes, Headers]:
+    """The body to send (with the memory block when something relevant was recalled) and the status headers.
+
+    Recall runs within ``memory.recall_timeout``; past it, or with the database or the embedder down, the
+    call goes on without memory and the headers say so.
+    """
+    degraded: list[str] = []
+    recalled = 0
+    text = query_text(view).replace("\x00", "")[:MAX_QUERY_CHARS] if identity.recall else ""
+    if text.strip():
+        facts = await _recall_within_budget(services, identity.user, text, degraded)
+        if facts:
+            try:
+                block, count = services.block.build(facts)
+                if block is not None:
+                    body, recalled = inject(body, block), count
+            except Exception:  # e.g. a system message msgspec cannot re-encode: forward it as it came
+                log.exception("memory block not injected; the call goes on without memory")
+                degraded.append("inject-error")
+    down = services.health.header_value.decode()
+    components = sorted({*degraded, *(down.split(",") if down else [])})
+    headers: Headers = [
+        (b"x-memoire-recalled", str(recalled).encode()),
+        (b"x-memoire-status", b"degraded" if components else b"ok"),
+    ]
+    if components:
+        headers.append((b"x-memoire-degraded", ",".join(components).encode()))
+    return body, headers
 
 
 @asgi("/v1/chat/completions", copy_scope=False)
@@ -60,7 +174,6 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         return
     services = services_.from_scope(scope)
     headers = cast(Headers, scope["headers"])
-    extra = degraded_headers(services.health.header_value)
     try:
         body = await read_body(receive, headers, services.config.server.max_body_bytes)
         try:
@@ -72,11 +185,12 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
     except ClientGone:
         return
     except MemoireError as exc:
-        await send_error(send, exc, extra)
+        await send_error(send, exc, degraded_headers(services.health.header_value))
         return
 
-    user, session = _identity(headers, view)
+    identity = _identity(headers, view)
     occurred_at = now()
+    forwarded, extra = await _remember(services, identity, view, body)
     upstream = services.upstream
     outcome = await relay(
         upstream,
@@ -85,18 +199,18 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         method="POST",
         url=upstream.url("/chat/completions", scope["query_string"]),
         headers=upstream.request_headers(headers, readable_encodings=True),
-        body=body,
+        body=forwarded,
         extra_headers=extra,
         heartbeat=services.config.upstream.heartbeat_idle,
-        capture=True,
+        capture=identity.ingest,
     )
-    if outcome is not None and 200 <= outcome.status < 300:
+    if identity.ingest and outcome is not None and 200 <= outcome.status < 300:
         services.intake.submit(
             Capture(
                 id=new_id(),
                 tenant_id=DEFAULT_TENANT_ID,
-                user=user,
-                session=session,
+                user=identity.user,
+                session=identity.session,
                 model=view.model,
                 occurred_at=occurred_at,
                 request_body=body,

@@ -12,6 +12,8 @@ from litestar.types import Scope
 from memoire.config import Config
 from memory.health import Health
 from memory.intake import Intake
+from memory.service import Memory
+from proxy.memory_block import BlockBuilder
 from proxy.upstream import Upstream
 
 
@@ -23,6 +25,8 @@ class Services:
     redis: ArqRedis
     intake: Intake
     health: Health
+    memory: Memory
+    block: BlockBuilder
 
 
 def from_scope(scope: Scope) -> Services:

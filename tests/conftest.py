@@ -20,13 +20,19 @@ import redis as redis_sync
 
 from memoire.config import Config
 from memoire.stack import _pg
+from memory import embeddings
 from memory.db import _init_connection
+from memory.embeddings import Embedder, LocalEmbedder
 from memory.migrations import migrate
 from proxy.app import create_app
+from tests.support.llm import FakeLLM
 from tests.support.servers import ServerThread
 from tests.support.upstream import FakeUpstream
 
 TEST_REDIS_URL = os.environ.get("MEMOIRE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+ROOT = Path(__file__).resolve().parent.parent
+#: The local model's ONNX export, made once and kept between runs (git-ignored).
+MODEL_DIR = ROOT / ".cache" / "models"
 DATA_TABLES = ("memory_facts", "chat_logs", "sessions", "users")
 
 
@@ -95,17 +101,74 @@ def upstream_url(upstream_server: tuple[FakeUpstream, ServerThread]) -> str:
     return f"{upstream_server[1].url}/v1"
 
 
+class SharedEmbedder:
+    """The session's embedder, lent to an app: the app's shutdown does not close it."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self._inner = inner
+        self.model = inner.model
+        self.dim = inner.dim
+        self.embed = inner.embed
+        self.embed_query = inner.embed_query
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Iterator[LocalEmbedder]:
+    """The real all-MiniLM-L6-v2 on onnxruntime, loaded once for the session."""
+    config = make_config(embeddings={"model_dir": str(MODEL_DIR)})
+    local = embeddings.create(config)
+    assert isinstance(local, LocalEmbedder)
+    yield local
+    asyncio.run(local.close())
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[tuple[FakeLLM, ServerThread]]:
+    fake = FakeLLM()
+    server = ServerThread(fake).start()
+    yield fake, server
+    server.stop()
+
+
+@pytest.fixture
+def llm(llm_server: tuple[FakeLLM, ServerThread]) -> FakeLLM:
+    """The scripted extraction LLM, emptied of scripts and requests."""
+    llm_server[0].reset()
+    return llm_server[0]
+
+
+@pytest.fixture
+def llm_url(llm_server: tuple[FakeLLM, ServerThread]) -> str:
+    return f"{llm_server[1].url}/v1"
+
+
 ProxyFactory = Callable[..., ServerThread]
 
 
 @pytest.fixture
 def start_proxy(
-    pg_dsn: str, redis_url: str, upstream_url: str, tmp_path: Path, db: asyncpg.Pool
+    pg_dsn: str,
+    redis_url: str,
+    upstream_url: str,
+    tmp_path: Path,
+    db: asyncpg.Pool,
+    embedder: LocalEmbedder,
 ) -> Iterator[ProxyFactory]:
-    """Start the API app on loopback; keyword arguments override config sections."""
+    """Start the API app on loopback; keyword arguments override config sections.
+
+    The app shares the session's embedder unless ``embedder_factory`` gives another, or the ``embeddings``
+    section names a remote provider.
+    """
     started: list[ServerThread] = []
 
-    def start(dsn: str | None = None, **sections: dict[str, Any]) -> ServerThread:
+    def start(
+        dsn: str | None = None,
+        embedder_factory: Callable[[], Embedder] | None = None,
+        **sections: dict[str, Any],
+    ) -> ServerThread:
         base: dict[str, dict[str, Any]] = {
             "upstream": {"url": upstream_url},
             "redis": {"url": redis_url},
@@ -114,7 +177,11 @@ def start_proxy(
         }
         for name, values in sections.items():
             base[name] = {**base.get(name, {}), **values}
-        server = ServerThread(create_app(make_config(**base), dsn or pg_dsn)).start()
+        if embedder_factory is None and sections.get("embeddings", {}).get("provider") != "openai":
+            embedder_factory = lambda: SharedEmbedder(embedder)  # noqa: E731
+        factory = embedder_factory
+        app = create_app(make_config(**base), dsn or pg_dsn, embedder_factory=factory)
+        server = ServerThread(app).start()
         started.append(server)
         return server
 

@@ -91,6 +91,28 @@ def _instructions() -> list[tuple[str, str]]:
     return out
 
 
+def _stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's build stages, each from its FROM."""
+    stages: list[list[tuple[str, str]]] = []
+    for keyword, args in _instructions():
+        if keyword == "FROM":
+            stages.append([])
+        stages[-1].append((keyword, args))
+    return stages
+
+
+def _final_stage() -> list[tuple[str, str]]:
+    return _stages()[-1]
+
+
+def _final_env() -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for keyword, args in _final_stage():
+        if keyword == "ENV":
+            pairs.extend((k, v) for k, v in (item.split("=", 1) for item in shlex.split(args)))
+    return pairs
+
+
 def _args(name: str) -> list[str]:
     return [args for keyword, args in _instructions() if keyword == name]
 
@@ -299,19 +321,45 @@ def test_entrypoint_is_the_memoire_script() -> None:
 
 
 def test_image_installs_the_runtime_dependencies_only() -> None:
-    runs = " ".join(_args("RUN"))
+    runs = " ".join(a for k, a in _final_stage() if k == "RUN")
     assert "pip install" in runs
     assert "[test" not in runs
     assert "optional-dependencies" not in runs
-    assert "torch" not in runs.lower()
+    assert "torch" not in runs.lower()  # only the export stage has it
+
+
+def test_torch_comes_from_the_cpu_index_at_the_pinned_version() -> None:
+    """From PyPI, torch pulls gigabytes of CUDA packages: the export stage must take the CPU build, pinned."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    [pin] = [d for d in pyproject["project"]["optional-dependencies"]["export"] if d.startswith("torch")]
+    assert pin.startswith("torch==")
+    assert not [d for d in pyproject["project"]["dependencies"] if d.startswith("torch")]
+    torch_runs = [a for a in _args("RUN") if "torch" in a]
+    assert torch_runs
+    first = torch_runs[0]
+    assert "--index-url https://download.pytorch.org/whl/cpu" in first
+    assert f'"{pin}"' in first
+    # It is installed before the requirements that pin it, so pip finds it already satisfied.
+    assert first.index("whl/cpu") < first.index("requirements.txt")
+
+
+def test_the_image_carries_the_exported_model_from_the_export_stage() -> None:
+    [(name, _)] = [(a.split()[-1], a) for k, a in _instructions() if k == "FROM" and " AS " in a.upper()]
+    export_runs = " ".join(a for k, a in _stages()[0] if k == "RUN")
+    assert "memoire models prepare" in export_runs
+    copies = [a for k, a in _final_stage() if k == "COPY" and a.startswith(f"--from={name}")]
+    assert copies == [f"--from={name} /opt/memoire/models /opt/memoire/models"]
+    env = dict(_final_env())
+    assert env["MEMOIRE_EMBEDDINGS_MODEL_DIR"] == "/opt/memoire/models"
 
 
 def test_image_copies_every_package_before_installing() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
-    install = next(i for i, (k, a) in enumerate(_instructions()) if k == "RUN" and "install --no-deps ." in a)
+    final = _final_stage()
+    install = next(i for i, (k, a) in enumerate(final) if k == "RUN" and "install --no-deps ." in a)
     copied: set[str] = set()
-    for keyword, args in _instructions()[:install]:
+    for keyword, args in final[:install]:
         if keyword == "COPY":
             copied.update(Path(src).name for src in shlex.split(args)[:-1] if not src.startswith("--"))
     assert packages <= copied

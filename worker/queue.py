@@ -14,7 +14,8 @@ from redis.asyncio import ConnectionPool
 
 from memoire.config import RedisConfig
 
-INGEST_EXCHANGE = "ingest_exchange"
+#: The job that extracts an exchange's facts (queued for every recorded exchange).
+INGEST_EXCHANGE = "extract_facts_task"
 
 
 def connect(config: RedisConfig) -> ArqRedis:
@@ -29,7 +30,7 @@ def connect(config: RedisConfig) -> ArqRedis:
 
 
 def ingest_job_id(tenant_id: uuid.UUID, chat_log_id: uuid.UUID) -> str:
-    return f"ingest:{tenant_id}:{chat_log_id}"
+    return f"extract:{tenant_id}:{chat_log_id}"
 
 
 async def enqueue_ingest(redis: ArqRedis, logs: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> None:

@@ -3,31 +3,55 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, ClassVar
 
+import msgspec
 from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import func
 
 from memoire.config import Config
-from memory import db
+from memory import db, embeddings
+from memory.extraction import llm
+from memory.service import EmbedderFactory, Memory
 from worker import tasks
 from worker.queue import INGEST_EXCHANGE
 
+log = logging.getLogger(__name__)
 
-def worker_settings(config: Config, dsn: str) -> type:
+
+def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory | None = None) -> type:
     """A ``WorkerSettings`` class for ``arq.worker.create_worker``."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["config"] = config
-        ctx["pool"] = await db.create_pool(config.database, dsn)
+        # One connection per running job (it holds the user's lock), plus room for the cron jobs.
+        database = msgspec.structs.replace(
+            config.database, pool_max=max(config.database.pool_max, config.worker.max_jobs + 2)
+        )
+        ctx["pool"] = await db.create_pool(database, dsn)
+        ctx["llm"] = llm.create(config.llm)
+        if ctx["llm"] is None:
+            log.warning(
+                "no extraction LLM configured (MEMOIRE_LLM_PROVIDER is unset): exchanges are stored and stay "
+                "pending; configure one, then run `memoire jobs run extract_facts_task`"
+            )
+        ctx["memory"] = Memory(config, ctx["pool"], embedder_factory or (lambda: embeddings.create(config)))
+        await ctx["memory"].start(wait=None)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        if "memory" in ctx:
+            await ctx["memory"].close()
+        if ctx.get("llm") is not None:
+            await ctx["llm"].close()
         if "pool" in ctx:
             await db.close_pool(ctx["pool"])
 
     class WorkerSettings:
-        functions: ClassVar[list[Any]] = [func(tasks.ingest_exchange, name=INGEST_EXCHANGE)]
+        # Results are not kept: the job id then only dedups while a job is queued or running, so the
+        # requeue sweep can queue a still-pending log again.
+        functions: ClassVar[list[Any]] = [func(tasks.extract_facts_task, name=INGEST_EXCHANGE, keep_result=0)]
         cron_jobs: ClassVar[list[Any]] = [
             cron(tasks.requeue_pending, second={0, 30}, run_at_startup=True, timeout=60)
         ]

@@ -8,8 +8,9 @@ from typing import Any
 
 from arq import Retry
 
-from memoire.errors import StorageUnavailable
+from memoire.errors import DependencyError, StorageUnavailable
 from memory import db
+from memory.extraction import job
 from worker.queue import enqueue_ingest
 
 log = logging.getLogger(__name__)
@@ -18,30 +19,42 @@ log = logging.getLogger(__name__)
 REQUEUE_BATCH = 1000
 
 
-async def ingest_exchange(ctx: dict[str, Any], tenant_id: str, chat_log_id: str) -> str:
-    """Take in a recorded exchange. For now it marks the chat log received; extraction builds on this."""
+async def extract_facts_task(ctx: dict[str, Any], tenant_id: str, chat_log_id: str) -> str:
+    """Extract the facts of a recorded exchange and remember them (embed → dedup → supersede).
+
+    With no extraction LLM configured the chat log stays pending. When a dependency is down the job is
+    retried with backoff; after the last try the log stays pending and the requeue sweep brings it back.
+    """
+    llm = ctx.get("llm")
+    if llm is None:
+        return "pending: no extraction LLM configured"
+    config = ctx["config"]
     try:
-        async with db.transaction(ctx["pool"]) as conn:
-            status = await conn.fetchval(
-                """UPDATE chat_logs SET status = 'received', received_at = coalesce(received_at, now())
-                   WHERE tenant_id = $1 AND id = $2 RETURNING status""",
-                uuid.UUID(tenant_id),
-                uuid.UUID(chat_log_id),
-            )
-    except StorageUnavailable as exc:
-        raise Retry(defer=min(60, 2 ** ctx.get("job_try", 1))) from exc
-    if status is None:
-        log.info("chat log %s is gone (its user was deleted); nothing to do", chat_log_id)
-        return "missing"
-    return "received"
+        return await job.process(
+            ctx["memory"],
+            llm,
+            uuid.UUID(tenant_id),
+            uuid.UUID(chat_log_id),
+            max_attempts=config.llm.max_attempts,
+            max_errors=config.worker.max_tries,
+        )
+    except (StorageUnavailable, DependencyError) as exc:
+        tries: int = ctx.get("job_try", 1)
+        if tries < config.worker.max_tries:
+            raise Retry(defer=min(60, 2**tries)) from exc
+        log.warning("chat log %s stays pending (%s); the requeue sweep will bring it back", chat_log_id, exc)
+        return f"pending: {exc}"
 
 
 async def requeue_pending(ctx: dict[str, Any]) -> int:
     """Queue again chat logs still pending after ``worker.requeue_after`` seconds.
 
-    Covers a Redis that lost its queue (restarted without persistence). Job ids are derived from the chat
-    log, so a log whose job is still queued is not queued twice.
+    Covers a Redis that lost its queue (restarted without persistence), and jobs whose dependencies stayed
+    down through all their tries. Job ids are derived from the chat log, so a log whose job is still queued
+    is not queued twice. Does nothing while no extraction LLM is configured.
     """
+    if ctx.get("llm") is None:
+        return 0
     after: float = ctx["config"].worker.requeue_after
     try:
         async with db.transaction(ctx["pool"]) as conn:

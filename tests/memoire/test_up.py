@@ -16,15 +16,22 @@ import openai
 import pytest
 
 from memoire.stack import redis_answers, running_embedded_dsn
-from tests.conftest import wait_until
+from tests.conftest import MODEL_DIR, wait_until
+from tests.support.llm import FakeLLM
 from tests.support.services import free_port
 
 
-def start_up(data_dir: Path, port: int, upstream_url: str, redis_url: str) -> subprocess.Popen[bytes]:
+def start_up(
+    data_dir: Path, port: int, upstream_url: str, redis_url: str, llm_url: str
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "MEMOIRE_UPSTREAM_URL": upstream_url,
         "MEMOIRE_REDIS_URL": redis_url,
+        "MEMOIRE_LLM_PROVIDER": "openai-compatible",
+        "MEMOIRE_LLM_BASE_URL": llm_url,
+        "MEMOIRE_LLM_MODEL": "fake-extractor",
+        "MEMOIRE_EMBEDDINGS_MODEL_DIR": str(MODEL_DIR),
     }
     env.pop("MEMOIRE_DATABASE_URL", None)
     return subprocess.Popen(
@@ -61,11 +68,13 @@ def statuses(dsn: str) -> list[str]:
 
 
 @pytest.mark.timeout(240)
-def test_up_runs_the_stack_stops_cleanly_and_starts_again(tmp_path: Path, upstream_url: str) -> None:
+def test_up_runs_the_stack_stops_cleanly_and_starts_again(
+    tmp_path: Path, upstream_url: str, llm: FakeLLM, llm_url: str
+) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
     redis_url = f"redis://127.0.0.1:{free_port()}/0"  # nobody answers there: `up` starts its own
-    proc = start_up(data_dir, port, upstream_url, redis_url)
+    proc = start_up(data_dir, port, upstream_url, redis_url, llm_url)
     try:
         started = time.monotonic()
         wait_until(lambda: healthy(port) or proc.poll() is not None, timeout=60, interval=0.05)
@@ -89,8 +98,8 @@ def test_up_runs_the_stack_stops_cleanly_and_starts_again(tmp_path: Path, upstre
 
         dsn = running_embedded_dsn(data_dir)
         assert dsn is not None
-        # The worker takes each exchange in.
-        wait_until(lambda: statuses(dsn) == ["received", "received"], timeout=30)
+        # The worker extracts each exchange.
+        wait_until(lambda: statuses(dsn) == ["extracted", "extracted"], timeout=30)
         output = stop(proc, signal.SIGTERM)
         assert "Mémoire is up" in output
     finally:
@@ -102,7 +111,7 @@ def test_up_runs_the_stack_stops_cleanly_and_starts_again(tmp_path: Path, upstre
     assert not healthy(port)
 
     # A second start on the same data dir keeps what the first stored; Ctrl-C stops it as cleanly.
-    proc = start_up(data_dir, port, upstream_url, redis_url)
+    proc = start_up(data_dir, port, upstream_url, redis_url, llm_url)
     try:
         started = time.monotonic()
         wait_until(lambda: healthy(port) or proc.poll() is not None, timeout=60, interval=0.05)
@@ -110,7 +119,7 @@ def test_up_runs_the_stack_stops_cleanly_and_starts_again(tmp_path: Path, upstre
         print(f"memoire up: /healthz 200 after {time.monotonic() - started:.2f} s (warm start)")
         dsn = running_embedded_dsn(data_dir)
         assert dsn is not None
-        assert statuses(dsn) == ["received", "received"]
+        assert statuses(dsn) == ["extracted", "extracted"]
         stop(proc, signal.SIGINT)
     finally:
         if proc.poll() is None:

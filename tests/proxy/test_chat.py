@@ -330,3 +330,33 @@ async def test_only_codings_the_tee_can_read_are_offered_upstream(
         # Other routes are not recorded, so they keep what the client asked for.
         await http.get(f"{proxy.url}/v1/models", headers={"accept-encoding": "br"})
         assert fake.requests[-1].headers["accept-encoding"] == "br"
+
+
+async def test_a_number_beyond_64_bits_neither_loses_the_exchange_nor_stops_the_intake(
+    proxy: ServerThread, db: asyncpg.Pool
+) -> None:
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as http:
+        huge = (
+            b'{"model":"fake-chat","user":"big","messages":[{"role":"user","content":"hi",'
+            b'"x":123456789012345678901234567890}]}'
+        )
+        for body in (
+            huge,
+            b'{"model":"fake-chat","user":"big","messages":[{"role":"user","content":"after"}]}',
+        ):
+            response = await http.post(
+                "/v1/chat/completions", content=body, headers={"authorization": "Bearer k"}
+            )
+            assert response.status_code == 200
+
+    async def both() -> list[Any]:
+        return await db.fetch("SELECT messages FROM chat_logs ORDER BY occurred_at")
+
+    rows = await eventually(lambda: _two(both))
+    assert rows[0]["messages"][0]["x"] == "123456789012345678901234567890"
+    assert rows[1]["messages"][0]["content"] == "after"
+
+
+async def _two(fetch: Any) -> Any:
+    rows = await fetch()
+    return rows if len(rows) == 2 else None

@@ -15,9 +15,13 @@ T = TypeVar("T")
 
 
 class ServerThread:
-    def __init__(self, app: Any) -> None:
+    """``app`` on a free loopback port; ``uvloop`` runs it on uvloop, as ``memoire serve`` does."""
+
+    def __init__(self, app: Any, *, uvloop: bool = False) -> None:
         self.app = app
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.uvloop = uvloop
+        # IPPROTO_TCP, so that asyncio sets TCP_NODELAY (else each response waits for a delayed ACK).
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
@@ -41,14 +45,19 @@ class ServerThread:
         return f"http://127.0.0.1:{self.port}"
 
     def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        if self.uvloop:
+            import uvloop
+
+            self.loop = uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
         self.loop.close()
 
-    def start(self) -> ServerThread:
+    def start(self, timeout: float = 20.0) -> ServerThread:
         self.thread.start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("test server did not start")
@@ -64,3 +73,24 @@ class ServerThread:
         self.server.should_exit = True
         self.thread.join(20)
         self.sock.close()
+
+
+async def answer_lifespan(receive: Any, send: Any) -> None:
+    """The ASGI lifespan protocol for a fake with nothing to start or stop."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def read_body(receive: Any) -> bytes:
+    """A fake's whole request body."""
+    body: bytes = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body

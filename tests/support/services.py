@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -68,6 +71,28 @@ class StoppablePostgres:
 
     def start(self) -> None:
         self.server.ensure_postgres_running()
+
+    def freeze(self) -> list[int]:
+        """Stop every process of this server (SIGSTOP): connections stay open and nothing answers."""
+        pgdata = str(self.server.pgdata)
+        out = subprocess.run(["pgrep", "-f", pgdata], capture_output=True, text=True, check=False).stdout
+        postmaster = [int(p) for p in out.split()]
+        children = (
+            subprocess.run(
+                ["pgrep", "-P", ",".join(map(str, postmaster))], capture_output=True, text=True, check=False
+            ).stdout
+            if postmaster
+            else ""
+        )
+        pids = postmaster + [int(p) for p in children.split()]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    def thaw(self, pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def cleanup(self) -> None:
         self.server.cleanup()

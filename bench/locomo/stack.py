@@ -1,0 +1,146 @@
+"""The API app on loopback, as the tests run it: embedded PostgreSQL, Redis (db 14), the local embedder.
+
+Everything started here is stopped by :meth:`Stack.close`: the app, the database (its data dir deleted) and
+the ``redis-server`` if one had to be started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import redis as redis_sync
+from redis.exceptions import RedisError
+
+from memoire.config import Config
+from memoire.stack import _pg
+from memory.migrations import migrate
+from proxy.app import create_app
+from tests.support.servers import ServerThread
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_DIR = ROOT / ".cache" / "models"
+REDIS_URL = "redis://127.0.0.1:6379/14"
+#: Started when nothing answers on REDIS_URL: loopback only, no persistence.
+REDIS_SERVER = ["redis-server", "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no"]
+
+
+def parse_settings(pairs: list[str]) -> dict[str, dict[str, str]]:
+    """``["memory.min_similarity=0.1"]`` → ``{"memory": {"min_similarity": "0.1"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not sep or not dot or not section or not key:
+            raise ValueError(f"--set wants section.key=value, not {pair!r}")
+        out.setdefault(section, {})[key] = value.strip()
+    return out
+
+
+def make_config(overrides: dict[str, dict[str, str]], spool: Path) -> Config:
+    sections: dict[str, dict[str, Any]] = {
+        "upstream": {"url": "http://127.0.0.1:9/v1"},
+        "redis": {"url": REDIS_URL},
+        "spool": {"path": str(spool)},
+        "database": {"pool_min": 1, "pool_max": 4},
+        "embeddings": {"model_dir": str(MODEL_DIR)},
+    }
+    for section, values in overrides.items():
+        sections[section] = {**sections.get(section, {}), **values}
+    return msgspec.convert(sections, Config, strict=False)
+
+
+class Stack:
+    def __init__(self, overrides: dict[str, dict[str, str]]) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="memoire-locomo-"))
+        self.config = make_config(overrides, self.tmp / "spool.sqlite3")
+        self._pg: Any = None
+        self._redis_proc: subprocess.Popen[bytes] | None = None
+        self.server: ServerThread | None = None
+        self.dsn = ""
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    def start(self) -> Stack:
+        try:
+            self._start_redis()
+            self._pg = _pg().get_server(self.tmp / "pg", cleanup_mode="delete")
+            self.dsn = self._pg.get_uri()
+            asyncio.run(_migrate(self.dsn))
+            self.server = ServerThread(create_app(self.config, self.dsn), uvloop=True).start(timeout=60)
+            self._wait_for_embedder()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start_redis(self) -> None:
+        client = redis_sync.Redis.from_url(REDIS_URL)
+        try:
+            try:
+                client.ping()
+            except (RedisError, OSError):
+                self._redis_proc = subprocess.Popen(
+                    REDIS_SERVER,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        client.ping()
+                        break
+                    except (RedisError, OSError):
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.05)
+            client.flushdb()
+        finally:
+            client.close()
+
+    def _wait_for_embedder(self, timeout: float = 300.0) -> None:
+        assert self.server is not None
+        deadline = time.monotonic() + timeout
+        while not self.server.app.state.memory.embedder_ready:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the embedder did not load")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        if self._pg is not None:
+            self._pg.cleanup()
+            self._pg = None
+        if self._redis_proc is not None:
+            self._redis_proc.terminate()
+            self._redis_proc.wait(10)
+            self._redis_proc = None
+        else:
+            client = redis_sync.Redis.from_url(REDIS_URL)
+            try:
+                client.flushdb()
+            except (RedisError, OSError):
+                pass
+            finally:
+                client.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+async def _migrate(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()

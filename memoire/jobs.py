@@ -1,0 +1,98 @@
+"""``memoire jobs run TASK``: run a worker task now, in this process, over every row it applies to.
+
+``extract_facts_task`` walks the pending chat logs (oldest first, in keyset pages, optionally one user's) and
+extracts each, exactly as the worker would; ``--retry-failed`` puts failed logs back to pending first, so
+they are replayed. It needs no running worker or Redis, only the database and the extraction LLM.
+
+``reembed_facts`` embeds again, with the configured model, every fact embedded by another (after a change
+of embedding model or dimension).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from datetime import datetime
+
+from memoire.config import Config
+from memoire.errors import MemoireError
+from memory import db, embeddings, reembed
+from memory.extraction import job, llm
+from memory.service import Memory
+
+TASKS = ("extract_facts_task", "reembed_facts")
+PAGE = 200
+
+_PAGE = """
+SELECT l.tenant_id, l.id, l.created_at
+FROM chat_logs l JOIN users u ON u.tenant_id = l.tenant_id AND u.id = l.user_id
+WHERE l.status = 'pending' AND ($1::text IS NULL OR u.external_id = $1)
+  AND ($2::timestamptz IS NULL OR (l.created_at, l.id) > ($2, $3::uuid))
+ORDER BY l.created_at, l.id LIMIT $4
+"""
+
+
+async def run_extract(config: Config, dsn: str, *, user: str | None, retry_failed: bool) -> Counter[str]:
+    extractor = llm.create(config.llm)
+    if extractor is None:
+        raise MemoireError("no extraction LLM configured: set MEMOIRE_LLM_PROVIDER (and its key and model)")
+    pool = await db.create_pool(config.database, dsn)
+    memory = Memory(config, pool, lambda: embeddings.create(config))
+    outcomes: Counter[str] = Counter()
+    try:
+        await memory.start(wait=None)
+        if retry_failed:
+            async with db.transaction(pool) as conn:
+                await conn.execute(
+                    """UPDATE chat_logs l SET status = 'pending', error = NULL FROM users u
+                       WHERE l.status = 'failed' AND u.tenant_id = l.tenant_id AND u.id = l.user_id
+                         AND ($1::text IS NULL OR u.external_id = $1)""",
+                    user,
+                )
+        after: tuple[datetime, uuid.UUID] | None = None
+        while True:
+            async with db.connection(pool) as conn:
+                rows = await conn.fetch(
+                    _PAGE, user, after[0] if after else None, after[1] if after else None, PAGE
+                )
+            if not rows:
+                break
+            for row in rows:
+                outcome = await job.process(
+                    memory,
+                    extractor,
+                    row["tenant_id"],
+                    row["id"],
+                    max_attempts=config.llm.max_attempts,
+                    max_errors=1,  # run by hand: a log that errors is failed now, to be seen and replayed
+                )
+                outcomes[outcome] += 1
+            after = (rows[-1]["created_at"], rows[-1]["id"])
+    finally:
+        await memory.close()
+        await extractor.close()
+        await db.close_pool(pool)
+    return outcomes
+
+
+async def run_reembed(config: Config, dsn: str, *, user: str | None) -> Counter[str]:
+    pool = await db.create_pool(config.database, dsn)
+    memory = Memory(config, pool, lambda: embeddings.create(config))
+    outcomes: Counter[str] = Counter()
+    try:
+        await memory.start(wait=None)
+        async for count in reembed.reembed(memory, user=user):
+            outcomes["re-embedded"] += count
+    finally:
+        await memory.close()
+        await db.close_pool(pool)
+    return outcomes
+
+
+def run(config: Config, dsn: str, task: str, *, user: str | None, retry_failed: bool) -> Counter[str]:
+    if task == "extract_facts_task":
+        return asyncio.run(run_extract(config, dsn, user=user, retry_failed=retry_failed))
+    if task == "reembed_facts":
+        return asyncio.run(run_reembed(config, dsn, user=user))
+    raise MemoireError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")

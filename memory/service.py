@@ -1,0 +1,210 @@
+"""The memory core as the API, the proxy and the worker use it: remember facts, recall them.
+
+:class:`Memory` holds the pool and the embedder (loaded in the background at start, so the process serves
+at once) and turns a user's external id into the stored user. It is the one place that embeds before a
+write, so every write path (``/v1/facts``, extraction) embeds, dedups and supersedes the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+
+from memoire.config import Config
+from memoire.errors import EmbedderUnavailable, MemoireError
+from memory import browse, db, recall, slots, users, writer
+from memory.embeddings import Embedder, Vector
+from memory.facts import Fact, NewFact
+from memory.recall_stats import RecallStats
+
+log = logging.getLogger(__name__)
+
+EmbedderFactory = Callable[[], Embedder]
+
+
+class Memory:
+    def __init__(self, config: Config, pool: asyncpg.Pool, embedder_factory: EmbedderFactory) -> None:
+        self.config = config
+        self.pool = pool
+        self._factory = embedder_factory
+        self._embedder: Embedder | None = None
+        self._embedder_error: str | None = "loading"
+        self._loading: asyncio.Task[None] | None = None
+        self.stats = RecallStats(pool)
+        self.floors = recall.Floors(config.memory.min_similarity, config.memory.min_lexical)
+        self.policy = writer.Policy(dedup_similarity=config.memory.dedup_similarity)
+        # Users known to have more facts than memory.hnsw_threshold, and until when that is trusted.
+        self._large: dict[tuple[uuid.UUID, uuid.UUID], tuple[bool, float]] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def start(self, wait: float | None = 5.0) -> None:
+        """Load the embedder in a thread (an ONNX export may run first) and start the stats flusher.
+
+        Waits up to ``wait`` seconds (None: until done) for the embedder; past that it goes on loading in
+        the background, and recall works by wording alone until it is ready.
+        """
+        self._loading = asyncio.create_task(self._load(), name="memoire-embedder-load")
+        self.stats.start()
+        await asyncio.wait({self._loading}, timeout=wait)
+
+    async def _load(self) -> None:
+        try:
+            self._embedder = await asyncio.to_thread(self._factory)
+            self._embedder_error = None
+            log.info("embedder ready: %s (%d dimensions)", self._embedder.model, self._embedder.dim)
+        except MemoireError as exc:
+            self._embedder_error = exc.message
+            log.warning("embedder unavailable: %s; recall falls back to wording only", exc.message)
+        except Exception as exc:
+            self._embedder_error = repr(exc)
+            log.exception("embedder failed to load; recall falls back to wording only")
+
+    async def close(self) -> None:
+        if self._loading is not None:
+            self._loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loading
+        await self.stats.close()
+        if self._embedder is not None:
+            await self._embedder.close()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            raise EmbedderUnavailable(f"the embedding model is not available: {self._embedder_error}")
+        return self._embedder
+
+    @property
+    def embedder_ready(self) -> bool:
+        return self._embedder is not None
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    async def remember(
+        self,
+        tenant_id: uuid.UUID,
+        user: str,
+        facts: Sequence[NewFact],
+        *,
+        sources: Sequence[uuid.UUID] = (),
+        user_id: uuid.UUID | None = None,
+        conn: db.Connection | None = None,
+    ) -> list[writer.Result]:
+        """Embed ``facts`` and apply them for ``user`` in one transaction: all of them or none.
+
+        With ``conn``, the caller's connection and transaction are used (the extraction job, which also
+        updates its chat log in the same transaction).
+        """
+        embedder = self.embedder
+        vectors = await embedder.embed([fact.text for fact in facts])
+        if conn is not None:
+            return await self._apply(conn, tenant_id, user, facts, vectors, sources, user_id)
+        async with db.transaction(self.pool) as fresh:
+            return await self._apply(fresh, tenant_id, user, facts, vectors, sources, user_id)
+
+    async def _apply(
+        self,
+        conn: db.Connection,
+        tenant_id: uuid.UUID,
+        user: str,
+        facts: Sequence[NewFact],
+        vectors: Sequence[Vector],
+        sources: Sequence[uuid.UUID],
+        user_id: uuid.UUID | None,
+    ) -> list[writer.Result]:
+        if user_id is None:
+            user_id = await users.ensure(conn, tenant_id, user)
+        return await writer.remember(
+            conn,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            facts=facts,
+            vectors=vectors,
+            model=self.embedder.model,
+            policy=self.policy,
+            sources=sources,
+            now=_now(),
+        )
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    async def context(
+        self, conn: db.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, limit: int
+    ) -> list[Fact]:
+        """What the extractor should know of the user before reading ``text``: the facts relevant to it,
+        and every current fact in a single-valued slot (so it can tell what changed)."""
+        vector = await self.embedder.embed_query(text[:2000]) if text.strip() else None
+        query = recall.Query(text=text[:2000], limit=limit, temporal=("current", "future", "recurring"))
+        relevant = await recall.recall(
+            conn,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            query=query,
+            vector=vector,
+            model=self.embedder.model,
+            floors=self.floors,
+        )
+        single = [slot.name for slot in slots.VOCABULARY if slot.cardinality == "single"]
+        slotted, _ = await browse.list_facts(
+            conn, tenant_id, user_id, browse.Filters(temporal=("current",), slots=single), limit=limit
+        )
+        seen = {fact.id for fact in relevant}
+        return relevant + [f for f in slotted if f.id not in seen]
+
+    async def recall(
+        self, tenant_id: uuid.UUID, user: str, query: recall.Query
+    ) -> tuple[list[Fact] | None, list[str]]:
+        """Facts relevant to ``query``, and what was degraded (``embedder``) on the way.
+
+        Returns None for the facts when the user is unknown. If the embedder is down, recall goes on with
+        wording alone and says so.
+        """
+        degraded: list[str] = []
+        vector = None
+        model = self._embedder.model if self._embedder else self.config.embeddings.model
+        if query.text.strip():
+            try:
+                vector = await self.embedder.embed_query(query.text)
+            except EmbedderUnavailable:
+                degraded.append("embedder")
+        async with db.connection(self.pool) as conn:
+            user_id = await users.find(conn, tenant_id, user)
+            if user_id is None:
+                return None, degraded
+            facts = await recall.recall(
+                conn,
+                tenant_id=tenant_id,
+                user_id=user_id,
+                query=query,
+                vector=vector,
+                model=model,
+                floors=self.floors,
+                approximate=await self._is_large(conn, tenant_id, user_id),
+            )
+        self.stats.add(tenant_id, [fact.id for fact in facts])
+        return facts, degraded
+
+    async def _is_large(self, conn: db.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        """Whether the user has more than ``memory.hnsw_threshold`` facts; counted at most every 5 minutes."""
+        key = (tenant_id, user_id)
+        cached = self._large.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        large = await recall.fact_count(conn, tenant_id, user_id) > self.config.memory.hnsw_threshold
+        if len(self._large) > 100_000:
+            self._large.clear()
+        self._large[key] = (large, now + 300)
+        return large
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,50 @@
+"""End users as the memory core sees them: found or created by the app's id, and locked for writing."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from memory.db import Connection
+
+#: Longest user or session name stored as it came (the REST API refuses longer ones).
+MAX_NAME = 256
+
+
+def storable(name: str) -> str:
+    """The form a user or session name is stored and looked up in. PostgreSQL text cannot hold NUL, so it
+    becomes U+FFFD; a name longer than MAX_NAME is cut and suffixed with a hash of the whole, so that two
+    long names stay two users."""
+    name = name.replace("\x00", "\ufffd")
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{name[: MAX_NAME - 17]}~{digest}"
+
+
+async def lock(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """Serialise fact writes for one user until the transaction ends."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || $2::uuid::text, 7))",
+        tenant_id,
+        user_id,
+    )
+
+
+async def ensure(conn: Connection, tenant_id: uuid.UUID, external_id: str) -> uuid.UUID:
+    user_id: uuid.UUID = await conn.fetchval(
+        """INSERT INTO users (tenant_id, external_id) VALUES ($1, $2)
+           ON CONFLICT (tenant_id, external_id) DO UPDATE SET last_seen_at = now()
+           RETURNING id""",
+        tenant_id,
+        external_id,
+    )
+    return user_id
+
+
+async def find(conn: Connection, tenant_id: uuid.UUID, external_id: str) -> uuid.UUID | None:
+    external_id = storable(external_id)
+    user_id: uuid.UUID | None = await conn.fetchval(
+        "SELECT id FROM users WHERE tenant_id = $1 AND external_id = $2", tenant_id, external_id
+    )
+    return user_id
