@@ -6,6 +6,7 @@ memoire worker   the ARQ worker only
 memoire migrate  apply pending migrations and exit
 memoire jobs run TASK [--user U] [--retry-failed]   run a worker task now, in this process
 memoire models prepare                              export the local embedding model to ONNX (once)
+memoire keys create --name NAME | list | revoke ID  manage API keys (mk_…)
 """
 
 from __future__ import annotations
@@ -65,6 +66,23 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("task", help="the task: extract_facts_task or reembed_facts")
     jobs.add_argument("--user", help="only this end user (external id)")
     jobs.add_argument("--retry-failed", action="store_true", help="replay failed chat logs too")
+    keys = command("keys", "Manage API keys (mk_…).")
+    key_actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    # The common options also after the action (`memoire keys list --data-dir D`), without resetting them.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help="TOML config file")
+    common.add_argument("--data-dir", default=argparse.SUPPRESS, help="local state directory")
+    create = key_actions.add_parser(
+        "create", parents=[common], help="create a key; it is printed alone on the last line"
+    )
+    create.add_argument("--name", required=True, help="what the key is for")
+    create.add_argument("--tenant", help="the tenant's name (default: the key's name; made if new)")
+    create.add_argument("--default-user", help="end user of calls that name none (default: 'default')")
+    create.add_argument("--rate-limit", type=int, help="requests per minute (default: auth.rate_limit)")
+    listing = key_actions.add_parser("list", parents=[common], help="list keys (never the keys themselves)")
+    listing.add_argument("--all", action="store_true", help="revoked keys too")
+    revoke = key_actions.add_parser("revoke", parents=[common], help="revoke a key by its id")
+    revoke.add_argument("id", help="the key's id, as `memoire keys list` shows it")
     models = command("models", "Manage the local embedding model.")
     models.add_argument("action", choices=["prepare"])
     return parser
@@ -123,6 +141,12 @@ def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())) or "nothing to do"
     print(f"{args.task}: {summary}")
     return 0 if not outcomes.get("failed") else 3
+
+
+def cmd_keys(config: Config, args: argparse.Namespace) -> int:
+    from memoire import keys
+
+    return keys.run(_dsn(config), args)
 
 
 def _prepare_model(config: Config) -> None:
@@ -238,6 +262,18 @@ class _Supervisor:
         return code
 
 
+def _announce_development_key(dsn: str) -> None:
+    from memoire.keys import ensure_development_key
+
+    key = asyncio.run(ensure_development_key(dsn))
+    if key is not None:
+        print(
+            "First start: a development key for the default tenant (shown once; more with"
+            f" `memoire keys create --name NAME`):\n  OPENAI_API_KEY={key}",
+            flush=True,
+        )
+
+
 def cmd_up(config: Config) -> int:
     supervisor = _Supervisor(config, {}, [sys.executable, "-m", "memoire"])
     signal.signal(signal.SIGINT, supervisor.on_signal)
@@ -257,6 +293,7 @@ def cmd_up(config: Config) -> int:
         applied = asyncio.run(_migrate(dsn))
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
+        _announce_development_key(dsn)
         # Once per model dir (a few seconds): before the API and the worker start, not in both at once.
         try:
             _prepare_model(config)
@@ -283,7 +320,7 @@ def cmd_up(config: Config) -> int:
 
 
 COMMANDS = {"up": cmd_up, "serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate}
-COMMANDS_WITH_ARGS = {"jobs": cmd_jobs, "models": cmd_models}
+COMMANDS_WITH_ARGS = {"jobs": cmd_jobs, "models": cmd_models, "keys": cmd_keys}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ A bad value raises :class:`ConfigError` whose message is one line naming the set
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -180,8 +181,26 @@ class MemoryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Facts a user must have before recall uses the HNSW index (approximate) instead of an exact sort."""
 
 
+class AuthConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    enabled: bool = True
+    """Require a Mémoire key (``mk_…``) on every ``/v1`` call. It may be off only while server.host is
+    loopback; calls without a key then belong to the default tenant."""
+    admin_key: str | None = None
+    """The key for ``/v1/admin/*`` (managing API keys), sent as ``Authorization: Bearer …``. Unset: those
+    endpoints answer 403."""
+    cache_ttl: float = 10.0
+    """Seconds a key lookup is kept in process. A key revoked elsewhere stops working within this time."""
+    rate_limit: int = 1200
+    """Requests per minute allowed to each key that sets no limit of its own; 0 means unlimited."""
+    rate_burst: int = 60
+    """Requests a key may make at once above its steady rate."""
+    rate_limit_timeout: float = 0.05
+    """Seconds the rate-limit check may wait for Redis; past it, or with Redis down, the call goes through."""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
     redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
     upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
@@ -284,6 +303,16 @@ def load(
     return config, unknown
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _check(config: Config) -> None:
     """Range checks msgspec's types cannot express."""
     positive = {
@@ -303,6 +332,20 @@ def _check(config: Config) -> None:
     for (section, key), value in positive.items():
         if value <= 0:
             raise ConfigError(f"bad setting {section}.{key} ({env_name(section, key)}): must be > 0")
+    if not config.auth.enabled and not is_loopback(config.server.host):
+        raise ConfigError(
+            f"bad setting auth.enabled ({env_name('auth', 'enabled')}): auth can be off only while"
+            f" server.host is loopback, not {config.server.host!r}"
+        )
+    if config.auth.admin_key and len(config.auth.admin_key) < 16:
+        raise ConfigError(
+            f"bad setting auth.admin_key ({env_name('auth', 'admin_key')}): use at least 16 random characters"
+        )
+    if config.auth.rate_limit < 0 or config.auth.rate_burst <= 0:
+        raise ConfigError(
+            f"bad setting auth.rate_limit/rate_burst ({env_name('auth', 'rate_limit')}): rate_limit must be"
+            " >= 0 and rate_burst > 0"
+        )
     if not 0 < config.server.port < 65536:
         raise ConfigError(f"bad setting server.port ({env_name('server', 'port')}): not a TCP port")
     if config.database.pool_min < 0 or config.database.pool_min > config.database.pool_max:

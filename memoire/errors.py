@@ -7,7 +7,10 @@ The tree::
     │   ├── InvalidJSON (400, code invalid_json)
     │   ├── InvalidField (400, code invalid_value; names the field in ``param``)
     │   ├── PayloadTooLarge (413, code payload_too_large)
-    │   └── NotFound (404, code not_found; names the field in ``param``)
+    │   ├── NotFound (404, code not_found; names the field in ``param``)
+    │   ├── AuthenticationError (401, code invalid_api_key)
+    │   ├── PermissionDenied (403, code permission_denied)
+    │   └── RateLimited (429, type requests, code rate_limit_exceeded; carries ``retry_after``)
     ├── UpstreamError (502, upstream_error)
     │   ├── UpstreamUnreachable (502, code upstream_unreachable)
     │   └── UpstreamTimeout (504, code upstream_timeout)
@@ -24,6 +27,7 @@ these at one boundary, with ``raise ... from exc``.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import ClassVar, TypeVar
 
@@ -65,6 +69,31 @@ class PayloadTooLarge(RequestError):
 class NotFound(RequestError):
     status = 404
     code = "not_found"
+
+
+class AuthenticationError(RequestError):
+    status = 401
+    code = "invalid_api_key"
+
+
+class PermissionDenied(RequestError):
+    status = 403
+    code = "permission_denied"
+
+
+class RateLimited(RequestError):
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        """Seconds until the next request would be allowed."""
+
+    @property
+    def retry_after_header(self) -> bytes:
+        return str(max(1, math.ceil(self.retry_after))).encode()
 
 
 class UpstreamError(MemoireError):

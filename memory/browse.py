@@ -6,7 +6,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import msgspec
+
+from memory import slots
 from memory.db import Connection
 from memory.facts import COLUMNS, EFFECTIVE_TEMPORAL, Fact, FactStatus, TemporalStatus, from_row
 
@@ -97,3 +101,52 @@ async def list_facts(
 async def history(conn: Connection, tenant_id: uuid.UUID, fact_id: uuid.UUID) -> list[Fact]:
     """The fact with those it superseded (before it) and those that superseded it (after), oldest first."""
     return [from_row(row) for row in await conn.fetch(_HISTORY, tenant_id, fact_id)]
+
+
+class Profile(msgspec.Struct, kw_only=True):
+    """What Mémoire holds about one end user, at a glance."""
+
+    user_id: str
+    created_at: datetime
+    last_seen_at: datetime
+    metadata: dict[str, Any]
+    facts: dict[str, int]
+    """How many facts the user has, by status."""
+    core: list[Fact]
+    """The current facts in single-valued slots (name, home, employer, role …): who the user is now."""
+
+
+_CORE = f"""
+SELECT {COLUMNS}
+FROM memory_facts f JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id
+WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.status = 'active' AND f.slot = ANY($3::text[])
+  AND {EFFECTIVE_TEMPORAL} = 'current'
+ORDER BY f.slot, coalesce(f.valid_from, f.observed_at) DESC, f.created_at DESC
+"""
+
+
+async def profile(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> Profile | None:
+    """The user's profile; None if the user is gone."""
+    user = await conn.fetchrow(
+        "SELECT external_id, created_at, last_seen_at, metadata FROM users WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        user_id,
+    )
+    if user is None:
+        return None
+    counts = await conn.fetch(
+        """SELECT status, count(*) AS n FROM memory_facts WHERE tenant_id = $1 AND user_id = $2
+           GROUP BY status""",
+        tenant_id,
+        user_id,
+    )
+    single = [name for name in slots.SLOTS if slots.is_single(name)]
+    core = [from_row(row) for row in await conn.fetch(_CORE, tenant_id, user_id, single)]
+    return Profile(
+        user_id=user["external_id"],
+        created_at=user["created_at"],
+        last_seen_at=user["last_seen_at"],
+        metadata=user["metadata"],
+        facts={row["status"]: row["n"] for row in counts},
+        core=core,
+    )

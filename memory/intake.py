@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -119,6 +120,21 @@ class Intake:
         await self._inbox.join()
         while await self._spool.next_due_in() == 0:  # noqa: ASYNC110 (polls the spool file, not memory)
             await asyncio.sleep(0.005)
+
+    async def purge(self, tenant_id: uuid.UUID, user: str) -> int:
+        """Drop the user's exchanges still waiting in the spool (those in memory are spooled first)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self._inbox.join()
+
+        def matches(payload: bytes) -> bool:
+            try:
+                exchange = _decoder.decode(payload)
+            except msgspec.DecodeError:
+                return False
+            return exchange.tenant_id == tenant_id and exchange.user == user
+
+        return await self._spool.remove_matching(matches)
 
     # -- collect: build exchanges and make them durable --------------------------------------------
 

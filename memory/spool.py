@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +107,21 @@ class Spool:
                 db.executemany("DELETE FROM spool WHERE id = ?", rows)
 
         await self._run(_remove)
+
+    async def remove_matching(self, matches: Callable[[bytes], bool]) -> int:
+        """Remove every entry whose payload ``matches`` (run on the spool's thread); return how many."""
+
+        def _remove() -> int:
+            db = self._db()
+            with _transaction(db):
+                ids = [
+                    (eid,) for eid, payload in db.execute("SELECT id, payload FROM spool") if matches(payload)
+                ]
+                db.executemany("DELETE FROM spool WHERE id = ?", ids)
+            return len(ids)
+
+        removed: int = await self._run(_remove)
+        return removed
 
     async def defer(self, ids: Iterable[str], delay: float, error: str) -> None:
         """Count a failed try and keep the entries until ``delay`` seconds from now."""

@@ -24,9 +24,11 @@ from memory.routes import ROUTES
 from memory.service import EmbedderFactory, Memory
 from memory.spool import Spool
 from proxy import services as services_
+from proxy.auth import PUBLIC, Authenticator, auth_middleware
 from proxy.chat import chat_completions
 from proxy.memory_block import BlockBuilder
 from proxy.passthrough import passthrough
+from proxy.ratelimit import RateLimiter
 from proxy.services import Services
 from proxy.upstream import Upstream
 from worker import queue
@@ -65,13 +67,13 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[byt
     return _error_response(MemoireError("internal error; it has been logged"))
 
 
-@get("/healthz", sync_to_thread=False)
+@get("/healthz", sync_to_thread=False, opt=PUBLIC)
 def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@get("/readyz")
+@get("/readyz", opt=PUBLIC)
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]:
     """The database and Redis answer, and the schema is current."""
     services = services_.from_scope(request.scope)
@@ -133,6 +135,8 @@ def create_app(
             health=health,
             memory=memory,
             block=BlockBuilder(config.memory.block_tokens),
+            auth=Authenticator(pool, config.auth),
+            limiter=RateLimiter(redis, config.auth, health),
         )
         try:
             yield
@@ -147,6 +151,7 @@ def create_app(
     return Litestar(
         route_handlers=[chat_completions, passthrough, healthz, readyz, *ROUTES],
         lifespan=[lifespan],
+        middleware=[auth_middleware],
         exception_handlers={
             MemoireError: _memoire_error,
             HTTPException: _http_error,

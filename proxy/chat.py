@@ -16,10 +16,12 @@ from litestar.types import HTTPScope, Receive, Scope, Send
 
 from memoire.errors import InvalidJSON, MemoireError, StorageUnavailable, from_validation
 from memory import recall, users
-from memory.exchanges import DEFAULT_TENANT_ID, DEFAULT_USER, new_id, now
+from memory.exchanges import new_id, now
 from memory.extraction.prompt import message_text
 from memory.facts import Fact
+from memory.keys import Principal
 from proxy import services as services_
+from proxy.auth import principal_of
 from proxy.memory_block import inject
 from proxy.passthrough import forward
 from proxy.relay import ClientGone, read_body, relay, send_error
@@ -66,9 +68,10 @@ class _Identity(msgspec.Struct):
     ingest: bool
 
 
-def _identity(headers: Headers, view: ChatView) -> _Identity:
-    """The end user and session (``X-Memoire-User`` over the body's ``user``, then the default user), and
-    whether this call recalls and is ingested (``X-Memoire-Recall: off``, ``X-Memoire-Ingest: off``)."""
+def _identity(headers: Headers, view: ChatView, default_user: str) -> _Identity:
+    """The end user and session (``X-Memoire-User`` over the body's ``user``, then the key's default
+    user), and whether this call recalls and is ingested (``X-Memoire-Recall: off``,
+    ``X-Memoire-Ingest: off``)."""
     user: str | None = None
     session: str | None = None
     recall = ingest = True
@@ -83,7 +86,7 @@ def _identity(headers: Headers, view: ChatView) -> _Identity:
             recall = value.strip().lower() != b"off"
         elif name == b"x-memoire-ingest":
             ingest = value.strip().lower() != b"off"
-    named = users.storable(user or view.user or DEFAULT_USER)
+    named = users.storable(user or view.user or default_user)
     return _Identity(
         user=named, session=users.storable(session) if session else None, recall=recall, ingest=ingest
     )
@@ -98,7 +101,7 @@ MAX_QUERY_CHARS = 2000
 
 
 async def _recall_within_budget(
-    services: services_.Services, user: str, text: str, degraded: list[str]
+    services: services_.Services, principal: Principal, user: str, text: str, degraded: list[str]
 ) -> list[Fact] | None:
     """Recall, given at most ``memory.recall_timeout``. Past it the recall is abandoned, not awaited: a hung
     database must not hold the call while the driver cancels its query."""
@@ -106,7 +109,7 @@ async def _recall_within_budget(
     query = recall.Query(
         text=text, limit=config.recall_limit, temporal=("current", "recurring", "future", "past")
     )
-    task = asyncio.create_task(services.memory.recall(DEFAULT_TENANT_ID, user, query))
+    task = asyncio.create_task(services.memory.recall(principal.tenant_id, user, query))
     done, _ = await asyncio.wait({task}, timeout=config.recall_timeout)
     if not done:
         task.cancel()
@@ -135,7 +138,7 @@ def _quietly(task: asyncio.Task[Any]) -> None:
 
 
 async def _remember(
-    services: services_.Services, identity: _Identity, view: ChatView, body: bytes
+    services: services_.Services, principal: Principal, identity: _Identity, view: ChatView, body: bytes
 ) -> tuple[bytes, Headers]:
     """The body to send (with the memory block when something relevant was recalled) and the status headers.
 
@@ -146,7 +149,7 @@ async def _remember(
     recalled = 0
     text = query_text(view).replace("\x00", "")[:MAX_QUERY_CHARS] if identity.recall else ""
     if text.strip():
-        facts = await _recall_within_budget(services, identity.user, text, degraded)
+        facts = await _recall_within_budget(services, principal, identity.user, text, degraded)
         if facts:
             try:
                 block, count = services.block.build(facts)
@@ -188,9 +191,10 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         await send_error(send, exc, degraded_headers(services.health.header_value))
         return
 
-    identity = _identity(headers, view)
+    principal = principal_of(scope)
+    identity = _identity(headers, view, principal.default_user)
     occurred_at = now()
-    forwarded, extra = await _remember(services, identity, view, body)
+    forwarded, extra = await _remember(services, principal, identity, view, body)
     upstream = services.upstream
     outcome = await relay(
         upstream,
@@ -208,7 +212,7 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         services.intake.submit(
             Capture(
                 id=new_id(),
-                tenant_id=DEFAULT_TENANT_ID,
+                tenant_id=principal.tenant_id,
                 user=identity.user,
                 session=identity.session,
                 model=view.model,

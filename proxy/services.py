@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 from arq.connections import ArqRedis
@@ -14,7 +15,11 @@ from memory.health import Health
 from memory.intake import Intake
 from memory.service import Memory
 from proxy.memory_block import BlockBuilder
+from proxy.ratelimit import RateLimiter
 from proxy.upstream import Upstream
+
+if TYPE_CHECKING:
+    from proxy.auth import Authenticator
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +32,8 @@ class Services:
     health: Health
     memory: Memory
     block: BlockBuilder
+    auth: Authenticator
+    limiter: RateLimiter
 
 
 def from_scope(scope: Scope) -> Services:

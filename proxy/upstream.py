@@ -1,7 +1,9 @@
 """The upstream provider: one pooled HTTP client, and the headers that may cross the proxy.
 
 Requests go out with the client's headers as they came, less the hop-by-hop ones (RFC 9110 §7.6.1), ``host``,
-``content-length`` (recomputed) and Mémoire's own ``x-memoire-*``. Responses come back the same way.
+``content-length`` (recomputed), Mémoire's own ``x-memoire-*`` (``X-Memoire-Key`` among them) and an
+``Authorization`` that carries a Mémoire key (``Bearer mk_…``), which the server's provider key replaces.
+Responses come back the same way.
 httpx's default request headers are removed, so the upstream sees what the client sent and nothing more;
 in particular a client that asks for no compression gets none.
 """
@@ -95,6 +97,8 @@ class Upstream:
             if name in drop or name.startswith(_MEMOIRE_PREFIX):
                 continue
             if name == b"authorization":
+                if value[:7].lower() == b"bearer " and value[7:].lstrip().startswith(b"mk_"):
+                    continue  # a Mémoire key never leaves: the server's provider key goes instead
                 has_auth = True
             elif name == b"accept-encoding":
                 if readable_encodings:

@@ -33,7 +33,7 @@ TEST_REDIS_URL = os.environ.get("MEMOIRE_TEST_REDIS_URL", "redis://127.0.0.1:637
 ROOT = Path(__file__).resolve().parent.parent
 #: The local model's ONNX export, made once and kept between runs (git-ignored).
 MODEL_DIR = ROOT / ".cache" / "models"
-DATA_TABLES = ("memory_facts", "chat_logs", "sessions", "users")
+DATA_TABLES = ("memory_facts", "chat_logs", "sessions", "users", "api_keys")
 
 
 def make_config(**sections: dict[str, Any]) -> Config:
@@ -174,6 +174,8 @@ def start_proxy(
             "redis": {"url": redis_url},
             "spool": {"path": str(tmp_path / "spool.sqlite3"), "retry_min": 0.05, "retry_max": 0.3},
             "database": {"pool_min": 1, "pool_max": 4, "connect_timeout": 1.0},
+            # Most tests are about something else: auth is on in tests/proxy/test_auth.py and the SDK's.
+            "auth": {"enabled": False},
         }
         for name, values in sections.items():
             base[name] = {**base.get(name, {}), **values}

@@ -7,8 +7,11 @@ from typing import Any
 
 from litestar import Request
 
-from memory.exchanges import DEFAULT_TENANT_ID
+from memory.keys import Principal
 from memory.service import Memory
+
+#: Where the auth middleware keeps the request's principal in the ASGI scope.
+PRINCIPAL = "memoire.principal"
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -18,9 +21,10 @@ def memory(request: AnyRequest) -> Memory:
     return found
 
 
-def tenant(_: AnyRequest) -> uuid.UUID:
-    """The caller's tenant. Until API keys exist (issue 4), everything is the default tenant."""
-    return DEFAULT_TENANT_ID
+def tenant(request: AnyRequest) -> uuid.UUID:
+    """The caller's tenant, from the key the auth middleware checked."""
+    principal: Principal = request.scope[PRINCIPAL]  # type: ignore[literal-required]
+    return principal.tenant_id
 
 
 def status_headers(degraded: list[str]) -> dict[str, str]:

@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Annotated
 
 import msgspec
-from litestar import Response, get, post
+from litestar import Response, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from memoire.errors import InvalidField, NotFound, decode
-from memory import browse, db, users
+from memory import browse, db, edits, users
 from memory.facts import NO_NUL, Fact, FactStatus, NewFact, Outcome, TemporalStatus
 from memory.routes.context import AnyRequest, memory, status_headers, tenant
 
@@ -114,3 +114,40 @@ async def fact_history(request: AnyRequest, fact_id: FromPath[uuid.UUID]) -> His
     if not chain:
         raise NotFound(f"no fact {fact_id}", param="fact_id")
     return History(history=chain)
+
+
+@get("/v1/facts/{fact_id:uuid}")
+async def get_fact(request: AnyRequest, fact_id: FromPath[uuid.UUID]) -> Fact:
+    """One fact, whatever its status."""
+    async with db.connection(memory(request).pool) as conn:
+        fact = await edits.get(conn, tenant(request), fact_id)
+    if fact is None:
+        raise NotFound(f"no fact {fact_id}", param="fact_id")
+    return fact
+
+
+_patch_decoder = msgspec.json.Decoder(edits.FactPatch)
+
+
+@patch("/v1/facts/{fact_id:uuid}")
+async def patch_fact(request: AnyRequest, fact_id: FromPath[uuid.UUID]) -> Fact:
+    """Correct a fact: only the fields given change; a new text is embedded again."""
+    body = decode(_patch_decoder, await request.body())
+    mem = memory(request)
+    embedding = None
+    if isinstance(body.text, str):
+        embedder = mem.embedder
+        embedding = ((await embedder.embed([body.text]))[0], embedder.model)
+    async with db.transaction(mem.pool) as conn:
+        fact = await edits.update(conn, tenant(request), fact_id, body, embedding)
+    if fact is None:
+        raise NotFound(f"no fact {fact_id}", param="fact_id")
+    return fact
+
+
+@delete("/v1/facts/{fact_id:uuid}", status_code=204)
+async def delete_fact(request: AnyRequest, fact_id: FromPath[uuid.UUID]) -> None:
+    """Delete a fact and its vector for good."""
+    async with db.transaction(memory(request).pool) as conn:
+        if not await edits.delete(conn, tenant(request), fact_id):
+            raise NotFound(f"no fact {fact_id}", param="fact_id")

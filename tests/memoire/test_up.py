@@ -22,7 +22,7 @@ from tests.support.services import free_port
 
 
 def start_up(
-    data_dir: Path, port: int, upstream_url: str, redis_url: str, llm_url: str
+    data_dir: Path, port: int, upstream_url: str, redis_url: str, llm_url: str, log: Path
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -34,10 +34,11 @@ def start_up(
         "MEMOIRE_EMBEDDINGS_MODEL_DIR": str(MODEL_DIR),
     }
     env.pop("MEMOIRE_DATABASE_URL", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "memoire", "up", "--port", str(port), "--data-dir", str(data_dir)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "memoire", "up", "--port", str(port), "--data-dir", str(data_dir)],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
 
 
 def healthy(port: int) -> bool:
@@ -47,11 +48,18 @@ def healthy(port: int) -> bool:
         return False
 
 
-def stop(proc: subprocess.Popen[bytes], sig: signal.Signals) -> str:
+def stop(proc: subprocess.Popen[bytes], sig: signal.Signals, log: Path) -> str:
     proc.send_signal(sig)
-    output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, output.decode()
-    return output.decode()
+    proc.wait(timeout=60)
+    output = log.read_text()
+    assert proc.returncode == 0, output
+    return output
+
+
+def development_key(log: Path) -> str:
+    """The key ``memoire up`` prints on first start."""
+    [line] = [line for line in log.read_text().splitlines() if "OPENAI_API_KEY=" in line]
+    return line.split("OPENAI_API_KEY=", 1)[1].strip()
 
 
 def statuses(dsn: str) -> list[str]:
@@ -74,17 +82,26 @@ def test_up_runs_the_stack_stops_cleanly_and_starts_again(
     data_dir = tmp_path / "data"
     port = free_port()
     redis_url = f"redis://127.0.0.1:{free_port()}/0"  # nobody answers there: `up` starts its own
-    proc = start_up(data_dir, port, upstream_url, redis_url, llm_url)
+    log = tmp_path / "up.log"
+    proc = start_up(data_dir, port, upstream_url, redis_url, llm_url, log)
     try:
         started = time.monotonic()
         wait_until(lambda: healthy(port) or proc.poll() is not None, timeout=60, interval=0.05)
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        assert proc.poll() is None, log.read_text()
         print(f"memoire up: /healthz 200 after {time.monotonic() - started:.2f} s (first start, initdb)")
         assert redis_answers(redis_url)
+        key = development_key(log)
+        # The key commands find the running stack's database through --data-dir.
+        listed = subprocess.run(
+            [sys.executable, "-m", "memoire", "keys", "list", "--data-dir", str(data_dir)],
+            capture_output=True, text=True, timeout=60,
+            env={k: v for k, v in os.environ.items() if k != "MEMOIRE_DATABASE_URL"},
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert key[:9] in listed.stdout
+        assert "'development'" in listed.stdout
 
-        with openai.OpenAI(
-            base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-client", max_retries=0
-        ) as client:
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0) as client:
             reply = client.chat.completions.create(
                 model="fake-chat", messages=[{"role": "user", "content": "hi"}]
             )
@@ -100,18 +117,20 @@ def test_up_runs_the_stack_stops_cleanly_and_starts_again(
         assert dsn is not None
         # The worker extracts each exchange.
         wait_until(lambda: statuses(dsn) == ["extracted", "extracted"], timeout=30)
-        output = stop(proc, signal.SIGTERM)
+        output = stop(proc, signal.SIGTERM, log)
         assert "Mémoire is up" in output
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     # Everything it started is gone: PostgreSQL, its Redis, the API.
     assert running_embedded_dsn(data_dir) is None
     assert not redis_answers(redis_url)
     assert not healthy(port)
 
     # A second start on the same data dir keeps what the first stored; Ctrl-C stops it as cleanly.
-    proc = start_up(data_dir, port, upstream_url, redis_url, llm_url)
+    log = tmp_path / "up-again.log"
+    proc = start_up(data_dir, port, upstream_url, redis_url, llm_url, log)
     try:
         started = time.monotonic()
         wait_until(lambda: healthy(port) or proc.poll() is not None, timeout=60, interval=0.05)
@@ -120,8 +139,12 @@ def test_up_runs_the_stack_stops_cleanly_and_starts_again(
         dsn = running_embedded_dsn(data_dir)
         assert dsn is not None
         assert statuses(dsn) == ["extracted", "extracted"]
-        stop(proc, signal.SIGINT)
+        # The first start's key still works, and no new one is made.
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"authorization": f"Bearer {key}"})
+        assert models.status_code == 200
+        assert "OPENAI_API_KEY=" not in stop(proc, signal.SIGINT, log)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     assert running_embedded_dsn(data_dir) is None

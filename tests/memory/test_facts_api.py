@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,13 +43,6 @@ class Api:
         assert response.status_code == 200, response.text
         page: dict[str, Any] = response.json()
         return page
-
-
-@pytest.fixture
-def api(proxy: ServerThread) -> Iterator[Api]:
-    api = Api(proxy)
-    yield api
-    api.client.close()
 
 
 def texts(facts: list[dict[str, Any]]) -> list[str]:

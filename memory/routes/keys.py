@@ -1,0 +1,70 @@
+"""The admin API: create, list and revoke API keys. Guarded by ``auth.admin_key`` (see :mod:`proxy.auth`)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import msgspec
+from litestar import delete, get, post
+from litestar.params import FromPath, FromQuery
+
+from memoire.errors import NotFound, decode
+from memory import db, keys, users
+from memory.exchanges import DEFAULT_USER
+from memory.facts import NO_NUL
+from memory.routes.context import AnyRequest, memory
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+
+
+class CreateKey(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Name
+    tenant: Name | None = None
+    """The tenant's name; a new tenant is made when none has it. Default: the key's name."""
+    default_user: Annotated[str, msgspec.Meta(min_length=1, max_length=users.MAX_NAME, pattern=NO_NUL)] = (
+        DEFAULT_USER
+    )
+    rate_limit: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] | None = None
+
+
+class CreatedKey(msgspec.Struct):
+    key: str
+    """The key itself: shown this once, stored only as a hash."""
+    info: keys.KeyInfo
+
+
+class KeyList(msgspec.Struct):
+    keys: list[keys.KeyInfo]
+
+
+_decoder = msgspec.json.Decoder(CreateKey)
+
+
+@post("/v1/admin/keys", status_code=201, opt={"admin": True})
+async def create_key(request: AnyRequest) -> CreatedKey:
+    """Create an API key (``mk_…``), shown once, for a tenant."""
+    body = decode(_decoder, await request.body())
+    async with db.connection(memory(request).pool) as conn:
+        new = await keys.create(
+            conn, body.name, tenant=body.tenant, default_user=body.default_user, rate_limit=body.rate_limit
+        )
+    return CreatedKey(key=new.key, info=new.info)
+
+
+@get("/v1/admin/keys", opt={"admin": True})
+async def list_keys(request: AnyRequest, include_revoked: FromQuery[bool] = False) -> KeyList:
+    """Every key (not the keys themselves), oldest first."""
+    async with db.connection(memory(request).pool) as conn:
+        return KeyList(keys=await keys.listing(conn, include_revoked=include_revoked))
+
+
+@delete("/v1/admin/keys/{key_id:uuid}", status_code=200, opt={"admin": True})
+async def revoke_key(request: AnyRequest, key_id: FromPath[uuid.UUID]) -> keys.KeyInfo:
+    """Revoke a key: at once in this process, within ``auth.cache_ttl`` seconds in the others."""
+    async with db.connection(memory(request).pool) as conn:
+        info = await keys.revoke(conn, key_id)
+    if info is None:
+        raise NotFound(f"no key {key_id}", param="key_id")
+    request.app.state.services.auth.forget()
+    return info
