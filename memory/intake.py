@@ -121,6 +121,10 @@ class Intake:
         while await self._spool.next_due_in() == 0:  # noqa: ASYNC110 (polls the spool file, not memory)
             await asyncio.sleep(0.005)
 
+    async def spooled(self) -> int:
+        """Exchanges waiting in the spool (for ``/metrics``)."""
+        return await self._spool.size()
+
     async def purge(self, tenant_id: uuid.UUID, user: str) -> int:
         """Drop the user's exchanges still waiting in the spool (those in memory are spooled first)."""
         with contextlib.suppress(TimeoutError):

@@ -27,6 +27,8 @@ from proxy import services as services_
 from proxy.auth import PUBLIC, Authenticator, auth_middleware
 from proxy.chat import chat_completions
 from proxy.memory_block import BlockBuilder
+from proxy.metrics import metrics, metrics_middleware
+from proxy.openapi import openapi_config
 from proxy.passthrough import passthrough
 from proxy.ratelimit import RateLimiter
 from proxy.services import Services
@@ -149,15 +151,15 @@ def create_app(
             await db.close_pool(pool)
 
     return Litestar(
-        route_handlers=[chat_completions, passthrough, healthz, readyz, *ROUTES],
+        route_handlers=[chat_completions, passthrough, healthz, readyz, metrics, *ROUTES],
         lifespan=[lifespan],
-        middleware=[auth_middleware],
+        middleware=[metrics_middleware, auth_middleware],
         exception_handlers={
             MemoireError: _memoire_error,
             HTTPException: _http_error,
             Exception: _unexpected,
         },
-        openapi_config=None,
+        openapi_config=openapi_config(),
         logging_config=None,
     )
 

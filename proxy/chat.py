@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, cast
 
 import msgspec
@@ -23,6 +24,7 @@ from memory.keys import Principal
 from proxy import services as services_
 from proxy.auth import principal_of
 from proxy.memory_block import inject
+from proxy.metrics import RECALL
 from proxy.passthrough import forward
 from proxy.relay import ClientGone, read_body, relay, send_error
 from proxy.tee import Capture
@@ -109,23 +111,28 @@ async def _recall_within_budget(
     query = recall.Query(
         text=text, limit=config.recall_limit, temporal=("current", "recurring", "future", "past")
     )
+    started = time.perf_counter()
     task = asyncio.create_task(services.memory.recall(principal.tenant_id, user, query))
     done, _ = await asyncio.wait({task}, timeout=config.recall_timeout)
     if not done:
         task.cancel()
         task.add_done_callback(_quietly)
         degraded.append("recall-timeout")
+        RECALL.labels("timeout").observe(time.perf_counter() - started)
         return None
     try:
         facts, down = task.result()
     except StorageUnavailable:
         services.health.mark("database", False)
         degraded.append("database")
+        RECALL.labels("database").observe(time.perf_counter() - started)
         return None
     except Exception:
         log.exception("recall failed; the call goes on without memory")
         degraded.append("recall-error")
+        RECALL.labels("error").observe(time.perf_counter() - started)
         return None
+    RECALL.labels("ok").observe(time.perf_counter() - started)
     services.health.mark("database", True)
     degraded.extend(down)
     return facts

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import cast
@@ -21,6 +22,7 @@ import httpx
 from litestar.types import Receive, Send
 
 from memoire.errors import MemoireError, PayloadTooLarge, render
+from proxy.metrics import UPSTREAM
 from proxy.upstream import Headers, Upstream
 
 log = logging.getLogger(__name__)
@@ -119,12 +121,15 @@ async def relay(
     """Forward one request and relay its response. Returns None if the client left or nothing came back."""
     watch = _DisconnectWatch(receive)
     try:
+        started = time.perf_counter()
         try:
             response = await upstream.open(method, url, headers, body)
         except MemoireError as exc:
+            UPSTREAM.labels(exc.code or "error").observe(time.perf_counter() - started)
             watch.finished = True
             await send_error(send, exc, extra_headers)
             return None
+        UPSTREAM.labels(str(response.status_code)).observe(time.perf_counter() - started)
         try:
             return await _relay_response(response, send, watch, extra_headers, heartbeat, capture)
         finally:

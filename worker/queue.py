@@ -6,11 +6,14 @@ twice (a replay, the requeue sweep) runs the job once while it is queued or its 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
+from typing import cast
 
 from arq.connections import ArqRedis
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import RedisError
 
 from memoire.config import RedisConfig
 
@@ -39,3 +42,13 @@ async def enqueue_ingest(redis: ArqRedis, logs: Iterable[tuple[uuid.UUID, uuid.U
         await redis.enqueue_job(
             INGEST_EXCHANGE, str(tenant_id), str(chat_log_id), _job_id=ingest_job_id(tenant_id, chat_log_id)
         )
+
+
+#: Where workers count extraction outcomes for ``/metrics`` (a Redis hash: outcome → count).
+EXTRACTIONS_KEY = "memoire:metrics:extractions"
+
+
+async def count_extraction(redis: Redis, outcome: str) -> None:
+    """Count one finished extraction job by its outcome. Never fails the job."""
+    with contextlib.suppress(RedisError, OSError):
+        await cast(Awaitable[int], redis.hincrby(EXTRACTIONS_KEY, outcome, 1))

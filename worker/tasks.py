@@ -11,7 +11,7 @@ from arq import Retry
 from memoire.errors import DependencyError, StorageUnavailable
 from memory import db
 from memory.extraction import job
-from worker.queue import enqueue_ingest
+from worker.queue import count_extraction, enqueue_ingest
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ async def extract_facts_task(ctx: dict[str, Any], tenant_id: str, chat_log_id: s
         return "pending: no extraction LLM configured"
     config = ctx["config"]
     try:
-        return await job.process(
+        outcome = await job.process(
             ctx["memory"],
             llm,
             uuid.UUID(tenant_id),
@@ -41,9 +41,13 @@ async def extract_facts_task(ctx: dict[str, Any], tenant_id: str, chat_log_id: s
     except (StorageUnavailable, DependencyError) as exc:
         tries: int = ctx.get("job_try", 1)
         if tries < config.worker.max_tries:
+            await count_extraction(ctx["redis"], "retried")
             raise Retry(defer=min(60, 2**tries)) from exc
         log.warning("chat log %s stays pending (%s); the requeue sweep will bring it back", chat_log_id, exc)
+        await count_extraction(ctx["redis"], "pending")
         return f"pending: {exc}"
+    await count_extraction(ctx["redis"], outcome)
+    return outcome
 
 
 async def requeue_pending(ctx: dict[str, Any]) -> int:

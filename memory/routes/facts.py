@@ -47,7 +47,7 @@ class History(msgspec.Struct):
 _decoder = msgspec.json.Decoder(FactsRequest)
 
 
-@post("/v1/facts", status_code=200)
+@post("/v1/facts", status_code=200, opt={"body": FactsRequest})
 async def create_facts(request: AnyRequest) -> Response[FactsResponse]:
     """Remember facts through the same embed → dedup → supersede path as extraction; all or nothing."""
     body = decode(_decoder, await request.body())
@@ -129,7 +129,7 @@ async def get_fact(request: AnyRequest, fact_id: FromPath[uuid.UUID]) -> Fact:
 _patch_decoder = msgspec.json.Decoder(edits.FactPatch)
 
 
-@patch("/v1/facts/{fact_id:uuid}")
+@patch("/v1/facts/{fact_id:uuid}", opt={"body": edits.FactPatch})
 async def patch_fact(request: AnyRequest, fact_id: FromPath[uuid.UUID]) -> Fact:
     """Correct a fact: only the fields given change; a new text is embedded again."""
     body = decode(_patch_decoder, await request.body())

@@ -60,7 +60,7 @@ def _message(message: IngestMessage) -> dict[str, Any]:
     return out
 
 
-@post("/v1/ingest", status_code=202)
+@post("/v1/ingest", status_code=202, opt={"body": IngestRequest})
 async def ingest(request: AnyRequest) -> Response[IngestResponse]:
     """Accept an exchange for extraction. 202 once it is safe on disk; extraction follows in the worker."""
     body = decode(_decoder, await request.body())

@@ -41,7 +41,7 @@ class KeyList(msgspec.Struct):
 _decoder = msgspec.json.Decoder(CreateKey)
 
 
-@post("/v1/admin/keys", status_code=201, opt={"admin": True})
+@post("/v1/admin/keys", status_code=201, opt={"admin": True, "body": CreateKey})
 async def create_key(request: AnyRequest) -> CreatedKey:
     """Create an API key (``mk_…``), shown once, for a tenant."""
     body = decode(_decoder, await request.body())

@@ -30,7 +30,7 @@ class RecallResponse(msgspec.Struct):
 _decoder = msgspec.json.Decoder(RecallRequest)
 
 
-@post("/v1/recall", status_code=200)
+@post("/v1/recall", status_code=200, opt={"body": RecallRequest})
 async def recall_facts(request: AnyRequest) -> Response[RecallResponse]:
     """Hybrid recall (meaning and wording, fused by rank); current facts unless ``temporal`` says else."""
     body = decode(_decoder, await request.body())
