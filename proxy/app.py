@@ -26,6 +26,7 @@ from memory.spool import Spool
 from proxy import services as services_
 from proxy.auth import PUBLIC, Authenticator, auth_middleware
 from proxy.chat import chat_completions
+from proxy.context import memory_context
 from proxy.memory_block import BlockBuilder
 from proxy.metrics import metrics, metrics_middleware
 from proxy.openapi import openapi_config
@@ -151,7 +152,7 @@ def create_app(
             await db.close_pool(pool)
 
     return Litestar(
-        route_handlers=[chat_completions, passthrough, healthz, readyz, metrics, *ROUTES],
+        route_handlers=[chat_completions, passthrough, memory_context, healthz, readyz, metrics, *ROUTES],
         lifespan=[lifespan],
         middleware=[metrics_middleware, auth_middleware],
         exception_handlers={

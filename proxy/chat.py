@@ -19,7 +19,7 @@ from memoire.errors import InvalidJSON, MemoireError, StorageUnavailable, from_v
 from memory import recall, users
 from memory.exchanges import new_id, now
 from memory.extraction.prompt import message_text
-from memory.facts import Fact
+from memory.facts import Fact, TemporalStatus
 from memory.keys import Principal
 from proxy import services as services_
 from proxy.auth import principal_of
@@ -100,6 +100,8 @@ def degraded_headers(value: bytes) -> Headers:
 
 #: Characters of the latest user message that recall searches with (the model reads ~256 tokens anyway).
 MAX_QUERY_CHARS = 2000
+#: What the proxy recalls: every temporal status; the block sets past facts apart.
+RECALL_TEMPORAL: tuple[TemporalStatus, ...] = ("current", "recurring", "future", "past")
 
 
 async def _recall_within_budget(
@@ -108,9 +110,7 @@ async def _recall_within_budget(
     """Recall, given at most ``memory.recall_timeout``. Past it the recall is abandoned, not awaited: a hung
     database must not hold the call while the driver cancels its query."""
     config = services.config.memory
-    query = recall.Query(
-        text=text, limit=config.recall_limit, temporal=("current", "recurring", "future", "past")
-    )
+    query = recall.Query(text=text, limit=config.recall_limit, temporal=RECALL_TEMPORAL)
     started = time.perf_counter()
     task = asyncio.create_task(services.memory.recall(principal.tenant_id, user, query))
     done, _ = await asyncio.wait({task}, timeout=config.recall_timeout)

@@ -102,6 +102,22 @@ class BlockBuilder:
         return "\n".join(parts), count
 
 
+def add_to_messages(messages: Sequence[Any], block: str) -> list[Any]:
+    """A copy of ``messages`` with ``block`` added by the same rule as :func:`inject` (for clients that hold
+    their messages as objects: the SDK)."""
+    out = list(messages)
+    first = out[0] if out else None
+    if isinstance(first, dict) and first.get("role") in ("system", "developer"):
+        content = first.get("content")
+        if isinstance(content, list):
+            out[0] = {**first, "content": [*content, {"type": "text", "text": block}]}
+            return out
+        if isinstance(content, str | None):
+            out[0] = {**first, "content": f"{content}\n\n{block}" if content else block}
+            return out
+    return [{"role": "system", "content": block}, *out]
+
+
 _raw_dict = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 

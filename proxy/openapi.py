@@ -77,7 +77,5 @@ def openapi_config() -> OpenAPIConfig:
         version=__version__,
         description="Long-term memory for LLM apps: an OpenAI-compatible proxy and a REST API.",
         render_plugins=[_SchemaWithBodies()],
-        openapi_router=Router(
-            "/schema", route_handlers=[], opt={"public": True}, include_in_schema=False
-        ),
+        openapi_router=Router("/schema", route_handlers=[], opt={"public": True}, include_in_schema=False),
     )

@@ -167,6 +167,7 @@ def start_proxy(
     def start(
         dsn: str | None = None,
         embedder_factory: Callable[[], Embedder] | None = None,
+        port: int = 0,
         **sections: dict[str, Any],
     ) -> ServerThread:
         base: dict[str, dict[str, Any]] = {
@@ -183,7 +184,7 @@ def start_proxy(
             embedder_factory = lambda: SharedEmbedder(embedder)  # noqa: E731
         factory = embedder_factory
         app = create_app(make_config(**base), dsn or pg_dsn, embedder_factory=factory)
-        server = ServerThread(app).start()
+        server = ServerThread(app, port=port).start()
         started.append(server)
         return server
 

@@ -9,7 +9,7 @@ facts extracted from a backdated exchange are dated when it happened.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Response, post
@@ -41,6 +41,8 @@ class IngestRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     session_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NO_NUL)] | None = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
+    source: Literal["api", "sdk"] = "api"
+    """Who captured the exchange: an app calling this API, or the Python SDK's wrapped client."""
 
 
 class IngestResponse(msgspec.Struct):
@@ -76,7 +78,7 @@ async def ingest(request: AnyRequest) -> Response[IngestResponse]:
         tenant_id=tenant_id,
         user=body.user_id,
         session=body.session_id,
-        source="api",
+        source=body.source,
         endpoint="/v1/ingest",
         messages=[_message(m) for m in body.messages],
         occurred_at=max(stamps) if stamps else now(),

@@ -15,15 +15,16 @@ T = TypeVar("T")
 
 
 class ServerThread:
-    """``app`` on a free loopback port; ``uvloop`` runs it on uvloop, as ``memoire serve`` does."""
+    """``app`` on a loopback port (a free one unless ``port`` names it); ``uvloop`` runs it on uvloop, as
+    ``memoire serve`` does."""
 
-    def __init__(self, app: Any, *, uvloop: bool = False) -> None:
+    def __init__(self, app: Any, *, uvloop: bool = False, port: int = 0) -> None:
         self.app = app
         self.uvloop = uvloop
         # IPPROTO_TCP, so that asyncio sets TCP_NODELAY (else each response waits for a delayed ACK).
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.port: int = self.sock.getsockname()[1]
         config = uvicorn.Config(
             app,

@@ -9,6 +9,8 @@ The request's ``model`` picks the behaviour:
 - ``fake-gated``: streams one chunk, then waits for :attr:`FakeUpstream.gate` before the rest;
 - ``fake-disconnect``: streams two chunks, then drops the connection.
 
+``POST /v1/messages`` answers as Anthropic's Messages API (see :mod:`tests.support.anthropic_fake`).
+
 Streams send ``x-fake-chunks`` content chunks (default 3), ``x-fake-interval`` seconds apart.
 Every request is recorded in :attr:`FakeUpstream.requests`; a request whose client went away before the
 fake finished is also counted in :attr:`FakeUpstream.cancelled`.
@@ -24,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support import anthropic_fake
 from tests.support.servers import answer_lifespan, read_body
 
 Scope = dict[str, Any]
@@ -87,6 +90,9 @@ class FakeUpstream:
                 },
             )
             return
+        if request.path == "/v1/messages" and request.method == "POST":
+            await self._anthropic(request, send)
+            return
         if request.path != "/v1/chat/completions" or request.method != "POST":
             await _json(send, 404, _error("unknown route", "invalid_request_error", "not_found"))
             return
@@ -106,6 +112,24 @@ class FakeUpstream:
                 await _raw(send, 200, payload, [(b"content-encoding", b"gzip")])
             else:
                 await _json(send, 200, body)
+
+    async def _anthropic(self, request: Recorded, send: Any) -> None:
+        data = request.json()
+        model = data.get("model", "claude-fake")
+        if not data.get("stream"):
+            await _json(send, 200, anthropic_fake.message(model))
+            return
+        count = int(request.headers.get("x-fake-chunks", "3"))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+            }
+        )
+        for event in anthropic_fake.stream_events(model, count):
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _stream(
         self, request: Recorded, data: dict[str, Any], model: str, left: asyncio.Future[Any], send: Any

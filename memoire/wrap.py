@@ -1,0 +1,347 @@
+"""``Memoire.wrap(client)``: an OpenAI or Anthropic client that remembers, with the same interface.
+
+Each ``chat.completions.create`` (OpenAI) or ``messages.create`` (Anthropic), sync or async, streamed or not:
+
+1. asks Mémoire for the memory block of the latest user message, within ``recall_timeout`` (150 ms);
+2. adds it to the prompt by the proxy's rule (the first system/developer message, else a new one; for
+   Anthropic, the ``system`` parameter);
+3. calls the provider directly, with the app's own key;
+4. queues the exchange (the new messages and the reply, also when streamed) for ingestion in the
+   background.
+
+Fail-open: if Mémoire is down, slow or refuses, the call goes ahead unchanged; a warning is logged once.
+The end user is the call's ``X-Memoire-User`` extra header, else OpenAI's ``user`` / Anthropic's
+``metadata.user_id``, else the wrap's ``user_id``, else ``"default"``. ``X-Memoire-*`` extra headers are
+read here and never sent to the provider. Everything else on the client passes through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from proxy.memory_block import add_to_messages
+
+if TYPE_CHECKING:
+    from memoire.sdk import Memoire
+
+DEFAULT_USER = "default"
+#: Seconds an abandoned context request may go on in the background before it is dropped.
+CONTEXT_TIMEOUT = 2.0
+_executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="memoire-recall")
+
+
+class _Delegate:
+    """Everything not overridden is the wrapped object's own."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+
+# -- what a call says -----------------------------------------------------------------------------------
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = (p.get("text") if isinstance(p, dict) else getattr(p, "text", None) for p in content)
+        return "\n".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+def _new_messages(messages: Any) -> list[dict[str, Any]]:
+    """The request's messages after the last assistant message, without system prompts, as text."""
+    items = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+    last = max((i for i, m in enumerate(items) if m.get("role") == "assistant"), default=-1)
+    out = []
+    for message in items[last + 1 :]:
+        role, text = message.get("role"), _text(message.get("content"))
+        if role in ("user", "tool") and text:
+            out.append({"role": role, "content": text})
+    return out
+
+
+def _query(messages: Any) -> str:
+    for message in reversed(messages if isinstance(messages, list) else []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text(message.get("content"))
+    return ""
+
+
+class _Call:
+    """Who a call is for, and its keyword arguments once Mémoire's own headers are taken out."""
+
+    def __init__(self, kwargs: dict[str, Any], default_user: str | None, provider_user: Any) -> None:
+        headers = dict(kwargs.get("extra_headers") or {})
+        ours = {k.lower(): headers.pop(k) for k in list(headers) if k.lower().startswith("x-memoire-")}
+        self.kwargs = {**kwargs, "extra_headers": headers} if "extra_headers" in kwargs else dict(kwargs)
+        named = ours.get("x-memoire-user") or provider_user or default_user or DEFAULT_USER
+        self.user = str(named)
+        self.session: str | None = ours.get("x-memoire-session")
+        self.recall = str(ours.get("x-memoire-recall", "on")).lower() != "off"
+        self.ingest = str(ours.get("x-memoire-ingest", "on")).lower() != "off"
+
+
+def _block(memoire: Memoire, call: _Call, query: str) -> str | None:
+    """The memory block within the recall budget; None on any trouble (logged once)."""
+    if not call.recall or not query.strip():
+        return None
+    future = _executor.submit(memoire.context, call.user, query, timeout=CONTEXT_TIMEOUT)
+    try:
+        found = future.result(timeout=memoire.recall_timeout)
+    except concurrent.futures.TimeoutError:
+        memoire.reachability.failed(f"no answer within {memoire.recall_timeout * 1000:.0f} ms")
+        return None
+    except Exception as exc:  # noqa: BLE001 (fail-open: nothing from Mémoire may break the call)
+        memoire.reachability.failed(type(exc).__name__)
+        return None
+    memoire.reachability.ok()
+    block: str | None = found.get("block")
+    return block
+
+
+async def _ablock(memoire: Memoire, call: _Call, query: str) -> str | None:
+    if not call.recall or not query.strip():
+        return None
+    try:
+        found = await asyncio.wait_for(
+            memoire.acontext(call.user, query, timeout=CONTEXT_TIMEOUT), memoire.recall_timeout
+        )
+    except TimeoutError:
+        memoire.reachability.failed(f"no answer within {memoire.recall_timeout * 1000:.0f} ms")
+        return None
+    except Exception as exc:  # noqa: BLE001 (fail-open: nothing from Mémoire may break the call)
+        memoire.reachability.failed(type(exc).__name__)
+        return None
+    memoire.reachability.ok()
+    block: str | None = found.get("block")
+    return block
+
+
+def _remember(memoire: Memoire, call: _Call, messages: Any, reply: str) -> None:
+    if not call.ingest:
+        return
+    exchange = _new_messages(messages)
+    if exchange and reply:
+        exchange.append({"role": "assistant", "content": reply})
+    memoire.remember_later(call.user, exchange, session_id=call.session)
+
+
+# -- streams: the reply is captured as it passes ------------------------------------------------------
+
+
+class _Stream(_Delegate):
+    """A provider stream that hands each event on and collects the reply's text."""
+
+    def __init__(self, stream: Any, text_of: Any, done: Any) -> None:
+        super().__init__(stream)
+        self._text_of = text_of
+        self._done = done
+        self._parts: list[str] = []
+        self._finished = False
+
+    def _finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._done("".join(self._parts))
+
+    def _note(self, event: Any) -> Any:
+        piece = self._text_of(event)
+        if piece:
+            self._parts.append(piece)
+        return event
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            for event in self._target:
+                yield self._note(event)
+        finally:
+            self._finish()
+
+    def __next__(self) -> Any:
+        try:
+            return self._note(next(self._target))
+        except StopIteration:
+            self._finish()
+            raise
+
+    def __enter__(self) -> _Stream:
+        self._target.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._target.__exit__(*exc)
+        self._finish()
+
+    def close(self) -> None:
+        self._target.close()
+        self._finish()
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        try:
+            async for event in self._target:
+                yield self._note(event)
+        finally:
+            self._finish()
+
+    async def __anext__(self) -> Any:
+        try:
+            return self._note(await self._target.__anext__())
+        except StopAsyncIteration:
+            self._finish()
+            raise
+
+    async def __aenter__(self) -> _Stream:
+        await self._target.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._target.__aexit__(*exc)
+        self._finish()
+
+    async def aclose(self) -> None:
+        await self._target.close()
+        self._finish()
+
+
+def _openai_delta(chunk: Any) -> str | None:
+    choices = getattr(chunk, "choices", None)
+    if choices and getattr(choices[0], "index", 0) == 0:
+        return getattr(choices[0].delta, "content", None)
+    return None
+
+
+def _openai_reply(response: Any) -> str:
+    choices = getattr(response, "choices", None)
+    return (choices[0].message.content or "") if choices else ""
+
+
+def _anthropic_delta(event: Any) -> str | None:
+    if getattr(event, "type", None) == "content_block_delta":
+        return getattr(event.delta, "text", None)
+    return None
+
+
+def _anthropic_reply(response: Any) -> str:
+    return "".join(b.text for b in getattr(response, "content", []) if getattr(b, "type", None) == "text")
+
+
+def _with_system(kwargs: dict[str, Any], block: str) -> dict[str, Any]:
+    system = kwargs.get("system")
+    if isinstance(system, list):
+        return {**kwargs, "system": [*system, {"type": "text", "text": block}]}
+    return {**kwargs, "system": f"{system}\n\n{block}" if system else block}
+
+
+def _anthropic_user(kwargs: dict[str, Any]) -> Any:
+    metadata = kwargs.get("metadata")
+    return metadata.get("user_id") if isinstance(metadata, dict) else None
+
+
+# -- the wrapped resources ----------------------------------------------------------------------------
+
+
+class _Completions(_Delegate):
+    def __init__(self, target: Any, memoire: Memoire, user: str | None, is_async: bool) -> None:
+        super().__init__(target)
+        self._memoire, self._user, self._async = memoire, user, is_async
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        if self._async:
+            return self._acreate(*args, **kwargs)
+        call = _Call(kwargs, self._user, kwargs.get("user"))
+        messages = call.kwargs.get("messages")
+        block = _block(self._memoire, call, _query(messages))
+        if block is not None and isinstance(messages, list):
+            call.kwargs["messages"] = add_to_messages(messages, block)
+        response = self._target.create(*args, **call.kwargs)
+        return self._after(call, messages, response)
+
+    async def _acreate(self, *args: Any, **kwargs: Any) -> Any:
+        call = _Call(kwargs, self._user, kwargs.get("user"))
+        messages = call.kwargs.get("messages")
+        block = await _ablock(self._memoire, call, _query(messages))
+        if block is not None and isinstance(messages, list):
+            call.kwargs["messages"] = add_to_messages(messages, block)
+        response = await self._target.create(*args, **call.kwargs)
+        return self._after(call, messages, response)
+
+    def _after(self, call: _Call, messages: Any, response: Any) -> Any:
+        if call.kwargs.get("stream"):
+            return _Stream(
+                response, _openai_delta, lambda text: _remember(self._memoire, call, messages, text)
+            )
+        _remember(self._memoire, call, messages, _openai_reply(response))
+        return response
+
+
+class _Messages(_Delegate):
+    def __init__(self, target: Any, memoire: Memoire, user: str | None, is_async: bool) -> None:
+        super().__init__(target)
+        self._memoire, self._user, self._async = memoire, user, is_async
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        if self._async:
+            return self._acreate(*args, **kwargs)
+        call = _Call(kwargs, self._user, _anthropic_user(kwargs))
+        messages = call.kwargs.get("messages")
+        block = _block(self._memoire, call, _query(messages))
+        if block is not None:
+            call.kwargs = _with_system(call.kwargs, block)
+        response = self._target.create(*args, **call.kwargs)
+        return self._after(call, messages, response)
+
+    async def _acreate(self, *args: Any, **kwargs: Any) -> Any:
+        call = _Call(kwargs, self._user, _anthropic_user(kwargs))
+        messages = call.kwargs.get("messages")
+        block = await _ablock(self._memoire, call, _query(messages))
+        if block is not None:
+            call.kwargs = _with_system(call.kwargs, block)
+        response = await self._target.create(*args, **call.kwargs)
+        return self._after(call, messages, response)
+
+    def _after(self, call: _Call, messages: Any, response: Any) -> Any:
+        if call.kwargs.get("stream"):
+            return _Stream(
+                response, _anthropic_delta, lambda text: _remember(self._memoire, call, messages, text)
+            )
+        _remember(self._memoire, call, messages, _anthropic_reply(response))
+        return response
+
+
+class _Chat(_Delegate):
+    def __init__(self, target: Any, completions: _Completions) -> None:
+        super().__init__(target)
+        self.completions = completions
+
+
+class _OpenAI(_Delegate):
+    def __init__(self, client: Any, memoire: Memoire, user: str | None, is_async: bool) -> None:
+        super().__init__(client)
+        self.chat = _Chat(client.chat, _Completions(client.chat.completions, memoire, user, is_async))
+
+
+class _Anthropic(_Delegate):
+    def __init__(self, client: Any, memoire: Memoire, user: str | None, is_async: bool) -> None:
+        super().__init__(client)
+        self.messages = _Messages(client.messages, memoire, user, is_async)
+
+
+def wrap(memoire: Memoire, client: Any, *, user_id: str | None = None) -> Any:
+    import anthropic
+    import openai
+
+    if isinstance(client, openai.OpenAI | openai.AsyncOpenAI):
+        return _OpenAI(client, memoire, user_id, isinstance(client, openai.AsyncOpenAI))
+    if isinstance(client, anthropic.Anthropic | anthropic.AsyncAnthropic):
+        return _Anthropic(client, memoire, user_id, isinstance(client, anthropic.AsyncAnthropic))
+    raise TypeError(
+        f"cannot wrap {type(client).__name__}: expected openai.OpenAI, openai.AsyncOpenAI, "
+        "anthropic.Anthropic or anthropic.AsyncAnthropic"
+    )

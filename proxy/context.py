@@ -1,0 +1,55 @@
+"""``POST /v1/context``: the memory block for a query, built exactly as the proxy builds it.
+
+For clients that call their provider directly (the Python SDK's ``wrap``): they ask for the block, add it to
+their own prompt with the same rules (:func:`proxy.memory_block.add_to_messages`), and ingest the exchange
+afterwards through ``/v1/ingest``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import Response, post
+
+from memoire.errors import decode
+from memory import recall, users
+from memory.facts import NO_NUL
+from memory.routes.context import AnyRequest, status_headers, tenant
+from memory.routes.facts import UserId
+from proxy import services as services_
+from proxy.chat import MAX_QUERY_CHARS, RECALL_TEMPORAL
+
+
+class ContextRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    user_id: UserId
+    query: Annotated[str, msgspec.Meta(max_length=200_000)]
+    """The latest user message; its first characters are searched, as the proxy does."""
+    session_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NO_NUL)] | None = None
+
+
+class ContextResponse(msgspec.Struct):
+    block: str | None
+    """The memory block to add to the system prompt; null when nothing relevant is remembered."""
+    recalled: int
+    """How many facts the block holds."""
+
+
+_decoder = msgspec.json.Decoder(ContextRequest)
+
+
+@post("/v1/context", status_code=200, opt={"body": ContextRequest})
+async def memory_context(request: AnyRequest) -> Response[ContextResponse]:
+    """The memory block the proxy would add for this user and message."""
+    body = decode(_decoder, await request.body())
+    services = services_.from_scope(request.scope)
+    text = body.query.replace("\x00", "")[:MAX_QUERY_CHARS]
+    block: str | None = None
+    count = 0
+    degraded: list[str] = []
+    if text.strip():
+        query = recall.Query(text=text, limit=services.config.memory.recall_limit, temporal=RECALL_TEMPORAL)
+        facts, degraded = await services.memory.recall(tenant(request), users.storable(body.user_id), query)
+        if facts:
+            block, count = services.block.build(facts)
+    return Response(ContextResponse(block=block, recalled=count), headers=status_headers(degraded))

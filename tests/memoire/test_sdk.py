@@ -1,0 +1,273 @@
+"""The Python SDK against a live server: explicit calls, and wrapped OpenAI and Anthropic clients (sync and
+async, streamed and not) calling fake providers directly; then with Mémoire stopped or hanging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from memoire import Memoire, MemoireAPIError
+from proxy.memory_block import OPEN
+from tests.conftest import ProxyFactory, fetch_sync
+from tests.proxy.test_auth import ADMIN, new_key
+from tests.support.anthropic_fake import REPLY as ANTHROPIC_REPLY
+from tests.support.servers import ServerThread
+from tests.support.upstream import FakeUpstream
+
+pytestmark = pytest.mark.usefixtures("db")
+
+DENVER = {"text": "Lives in Denver", "slot": "home_city", "value": "Denver"}
+ASK = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Where do I live?"}]
+
+
+@pytest.fixture
+def server(start_proxy: ProxyFactory) -> ServerThread:
+    return start_proxy(auth={"enabled": True, "admin_key": ADMIN})
+
+
+@pytest.fixture
+def key(server: ServerThread) -> str:
+    with httpx.Client(base_url=server.url) as http:
+        return new_key(http, "sdk")
+
+
+@pytest.fixture
+def memoire(server: ServerThread, key: str) -> Iterator[Memoire]:
+    client = Memoire(api_key=key, base_url=f"{server.url}/v1")
+    yield client
+    client.close()
+
+
+def logs(pg_dsn: str) -> list[dict[str, Any]]:
+    rows = fetch_sync(pg_dsn, "SELECT source, messages FROM chat_logs ORDER BY occurred_at")
+    return [{"source": r["source"], "messages": json.loads(r["messages"])} for r in rows]
+
+
+def sent_system(fake: FakeUpstream) -> str:
+    body = fake.requests[-1].json()
+    if "system" in body:  # Anthropic
+        return str(body["system"])
+    first = body["messages"][0]
+    return str(first["content"]) if first["role"] == "system" else ""
+
+
+def test_explicit_calls(
+    memoire: Memoire, monkeypatch: pytest.MonkeyPatch, key: str, server: ServerThread
+) -> None:
+    [added] = memoire.facts.create("ana", [DENVER])
+    assert added["outcome"] == "added"
+    assert memoire.facts.get(added["id"])["text"] == "Lives in Denver"
+    assert [f["text"] for f in memoire.recall("ana", "where does she live")] == ["Lives in Denver"]
+    assert memoire.facts.update(added["id"], importance=0.9)["importance"] == 0.9
+    assert [f["id"] for f in memoire.facts.list("ana")["facts"]] == [added["id"]]
+    assert len(memoire.facts.history(added["id"])) == 1
+    assert memoire.users.profile("ana")["core"][0]["text"] == "Lives in Denver"
+    assert memoire.ingest("ana", [{"role": "user", "content": "I like jazz"}])["status"] == "accepted"
+    with pytest.raises(MemoireAPIError) as bad:
+        memoire.facts.create("ana", [{"text": ""}])
+    assert (bad.value.status, bad.value.param) == (400, "facts[0].text")
+    memoire.facts.delete(added["id"])
+    assert memoire.users.delete("ana")["verified"] is True
+    # The key comes from MEMOIRE_API_KEY when none is given.
+    monkeypatch.setenv("MEMOIRE_API_KEY", key)
+    with Memoire(base_url=server.url) as from_env:
+        assert from_env.facts.create("bo", [DENVER])[0]["outcome"] == "added"
+
+
+async def test_explicit_calls_async(memoire: Memoire) -> None:
+    [added] = await memoire.facts.acreate("ana", [DENVER])
+    assert (await memoire.facts.aget(added["id"]))["text"] == "Lives in Denver"
+    assert [f["text"] for f in await memoire.arecall("ana", "where does she live")] == ["Lives in Denver"]
+    assert (await memoire.facts.aupdate(added["id"], importance=0.2))["importance"] == 0.2
+    assert len((await memoire.facts.alist("ana"))["facts"]) == 1
+    assert (await memoire.users.aprofile("ana"))["facts"] == {"active": 1}
+    assert (await memoire.aingest("ana", [{"role": "user", "content": "hi"}]))["status"] == "accepted"
+    await memoire.facts.adelete(added["id"])
+    assert (await memoire.users.adelete("ana"))["deleted"]["facts"] == 0
+    await memoire.aclose()
+
+
+def test_wrapped_openai_recalls_injects_and_ingests(
+    memoire: Memoire, fake: FakeUpstream, upstream_url: str, pg_dsn: str
+) -> None:
+    memoire.facts.create("ana", [DENVER])
+    client = memoire.wrap(openai.OpenAI(base_url=upstream_url, api_key="sk-app", max_retries=0))
+    reply = client.chat.completions.create(model="fake-chat", messages=ASK, user="ana")
+    assert reply.choices[0].message.content == "Hello from the fake upstream."
+    system = sent_system(fake)
+    assert system.startswith("You are terse.\n\n" + OPEN)
+    assert '"Lives in Denver"' in system
+    assert fake.requests[-1].headers["authorization"] == "Bearer sk-app"
+
+    stream = client.chat.completions.create(
+        model="fake-chat", messages=[{"role": "user", "content": "Denver weather?"}], stream=True,
+        extra_headers={"X-Memoire-User": "ana", "X-Memoire-Session": "s1"},
+    )  # fmt: skip
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "part0 part1 part2 "
+    assert not any(k.startswith("x-memoire") for k in fake.requests[-1].headers)
+    assert fake.requests[-1].json()["messages"][0]["role"] == "system"
+    # Everything else on the client is the client's own.
+    assert client.models.list().data[0].id == "fake-chat"
+
+    assert memoire.backlog.flush(10)
+    stored = _wait_for_logs(pg_dsn, 2)
+    assert [log["source"] for log in stored] == ["sdk", "sdk"]
+    assert stored[0]["messages"] == [
+        {"role": "user", "content": "Where do I live?"},
+        {"role": "assistant", "content": "Hello from the fake upstream."},
+    ]
+    assert stored[1]["messages"][-1] == {"role": "assistant", "content": "part0 part1 part2 "}
+
+
+async def test_wrapped_async_openai(
+    memoire: Memoire, fake: FakeUpstream, upstream_url: str, pg_dsn: str
+) -> None:
+    await memoire.facts.acreate("ana", [DENVER])
+    client = memoire.wrap(
+        openai.AsyncOpenAI(base_url=upstream_url, api_key="sk-app", max_retries=0), user_id="ana"
+    )
+    reply = await client.chat.completions.create(model="fake-chat", messages=ASK)
+    assert reply.choices[0].message.content == "Hello from the fake upstream."
+    assert '"Lives in Denver"' in sent_system(fake)
+    stream = await client.chat.completions.create(model="fake-chat", messages=ASK, stream=True)
+    parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+    assert "".join(parts) == "part0 part1 part2 "
+    assert '"Lives in Denver"' in sent_system(fake)
+    await client.close()
+    await memoire.aclose()
+    stored = await _await_logs(pg_dsn, 2)
+    assert stored[1]["messages"][-1]["content"] == "part0 part1 part2 "
+
+
+def test_wrapped_anthropic(memoire: Memoire, fake: FakeUpstream, upstream_url: str, pg_dsn: str) -> None:
+    memoire.facts.create("ana", [DENVER])
+    client = memoire.wrap(
+        anthropic.Anthropic(base_url=upstream_url.removesuffix("/v1"), api_key="sk-ant", max_retries=0)
+    )
+    question = [{"role": "user", "content": "Where do I live?"}]
+    reply = client.messages.create(
+        model="claude-fake", max_tokens=50, system="Be brief.", messages=question, metadata={"user_id": "ana"}
+    )
+    assert reply.content[0].text == ANTHROPIC_REPLY
+    system = sent_system(fake)
+    assert system.startswith("Be brief.\n\n" + OPEN)
+    assert '"Lives in Denver"' in system
+    stream = client.messages.create(
+        model="claude-fake", max_tokens=50, messages=question, metadata={"user_id": "ana"}, stream=True
+    )
+    texts = [e.delta.text for e in stream if e.type == "content_block_delta"]
+    assert "".join(texts) == "part0 part1 part2 "
+    assert '"Lives in Denver"' in sent_system(fake)
+    assert memoire.backlog.flush(10)
+    stored = _wait_for_logs(pg_dsn, 2)
+    assert stored[0]["messages"][-1] == {"role": "assistant", "content": ANTHROPIC_REPLY}
+    assert stored[1]["messages"][-1] == {"role": "assistant", "content": "part0 part1 part2 "}
+
+
+async def test_wrapped_async_anthropic(
+    memoire: Memoire, fake: FakeUpstream, upstream_url: str, pg_dsn: str
+) -> None:
+    await memoire.facts.acreate("ana", [DENVER])
+    client = memoire.wrap(
+        anthropic.AsyncAnthropic(base_url=upstream_url.removesuffix("/v1"), api_key="sk-ant", max_retries=0),
+        user_id="ana",
+    )
+    question = [{"role": "user", "content": "Where do I live?"}]
+    reply = await client.messages.create(model="claude-fake", max_tokens=50, messages=question)
+    assert reply.content[0].text == ANTHROPIC_REPLY
+    assert '"Lives in Denver"' in sent_system(fake)
+    stream = await client.messages.create(model="claude-fake", max_tokens=50, messages=question, stream=True)
+    texts = [e.delta.text async for e in stream if e.type == "content_block_delta"]
+    assert "".join(texts) == "part0 part1 part2 "
+    await client.close()
+    await memoire.aclose()
+    stored = await _await_logs(pg_dsn, 2)
+    assert stored[1]["messages"][-1]["content"] == "part0 part1 part2 "
+
+
+def test_with_memoire_stopped_calls_go_ahead_and_exchanges_land_once_it_is_back(
+    start_proxy: ProxyFactory,
+    fake: FakeUpstream,
+    upstream_url: str,
+    pg_dsn: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first = start_proxy(auth={"enabled": True, "admin_key": ADMIN})
+    with httpx.Client(base_url=first.url) as http:
+        key = new_key(http, "sdk")
+    port = first.port
+    first.stop()
+
+    memoire = Memoire(api_key=key, base_url=f"http://127.0.0.1:{port}")
+    client = memoire.wrap(
+        openai.OpenAI(base_url=upstream_url, api_key="sk-app", max_retries=0), user_id="ana"
+    )
+    caplog.set_level(logging.INFO, logger="memoire.sdk")
+    for i in range(3):
+        started = time.perf_counter()
+        reply = client.chat.completions.create(
+            model="fake-chat", messages=[{"role": "user", "content": f"hi {i}"}]
+        )
+        elapsed = time.perf_counter() - started
+        assert reply.choices[0].message.content == "Hello from the fake upstream."
+        assert fake.requests[-1].json()["messages"] == [{"role": "user", "content": f"hi {i}"}]
+        assert elapsed < memoire.recall_timeout + 0.5, elapsed
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "unreachable" in r.message]
+    assert len(warnings) == 1
+    assert len(memoire.backlog) == 3
+
+    start_proxy(port=port, auth={"enabled": True, "admin_key": ADMIN})
+    assert memoire.backlog.flush(30)
+    stored = _wait_for_logs(pg_dsn, 3)
+    assert sorted(log["messages"][0]["content"] for log in stored) == ["hi 0", "hi 1", "hi 2"]
+    assert any("reachable again" in r.message for r in caplog.records)
+    memoire.close()
+
+
+def test_a_hanging_memoire_costs_at_most_the_recall_budget(fake: FakeUpstream, upstream_url: str) -> None:
+    with socket.socket() as hole:  # accepts connections, never answers
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(16)
+        memoire = Memoire(
+            api_key="mk_x", base_url=f"http://127.0.0.1:{hole.getsockname()[1]}", recall_timeout=0.1
+        )
+        client = memoire.wrap(openai.OpenAI(base_url=upstream_url, api_key="sk-app", max_retries=0))
+        started = time.perf_counter()
+        reply = client.chat.completions.create(
+            model="fake-chat", messages=[{"role": "user", "content": "hi"}]
+        )
+        elapsed = time.perf_counter() - started
+        assert reply.choices[0].message.content == "Hello from the fake upstream."
+        assert elapsed < 0.1 + 0.5, elapsed
+        memoire.backlog.close()
+        memoire._http.close()
+
+
+def test_wrap_refuses_what_it_cannot_wrap(memoire: Memoire) -> None:
+    with pytest.raises(TypeError, match="cannot wrap"):
+        memoire.wrap(httpx.Client())
+
+
+def _wait_for_logs(pg_dsn: str, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = logs(pg_dsn)
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(json.dumps(logs(pg_dsn)))
+
+
+async def _await_logs(pg_dsn: str, count: int) -> list[dict[str, Any]]:
+    import asyncio
+
+    return await asyncio.to_thread(_wait_for_logs, pg_dsn, count)
