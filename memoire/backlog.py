@@ -63,6 +63,14 @@ class Backlog:
                 self._thread.start()
             self._cond.notify()
 
+    def drop(self, matches: Callable[[dict[str, Any]], bool]) -> int:
+        """Remove queued entries that ``matches`` (a forgotten user's); returns how many."""
+        with self._cond:
+            kept = [e for e in self._entries if not matches(e)]
+            dropped = len(self._entries) - len(kept)
+            self._entries = collections.deque(kept)
+            return dropped
+
     def __len__(self) -> int:
         with self._cond:
             return len(self._entries) + (1 if self._busy else 0)

@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         "create", parents=[common], help="create a key; it is printed alone on the last line"
     )
     create.add_argument("--name", required=True, help="what the key is for")
-    create.add_argument("--tenant", help="the tenant's name (default: the key's name; made if new)")
+    create.add_argument("--tenant", help="add the key to this tenant, made if new (default: a new tenant)")
     create.add_argument("--default-user", help="end user of calls that name none (default: 'default')")
     create.add_argument("--rate-limit", type=int, help="requests per minute (default: auth.rate_limit)")
     listing = key_actions.add_parser("list", parents=[common], help="list keys (never the keys themselves)")

@@ -10,6 +10,7 @@ The tree::
     │   ├── NotFound (404, code not_found; names the field in ``param``)
     │   ├── AuthenticationError (401, code invalid_api_key)
     │   ├── PermissionDenied (403, code permission_denied)
+    │   ├── Conflict (409, code conflict)
     │   └── RateLimited (429, type requests, code rate_limit_exceeded; carries ``retry_after``)
     ├── UpstreamError (502, upstream_error)
     │   ├── UpstreamUnreachable (502, code upstream_unreachable)
@@ -79,6 +80,11 @@ class AuthenticationError(RequestError):
 class PermissionDenied(RequestError):
     status = 403
     code = "permission_denied"
+
+
+class Conflict(RequestError):
+    status = 409
+    code = "conflict"
 
 
 class RateLimited(RequestError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import uuid
 
 import asyncpg
@@ -26,13 +27,16 @@ async def _run(dsn: str, args: argparse.Namespace) -> tuple[int, list[str]]:
     conn = await asyncpg.connect(dsn)
     try:
         if args.action == "create":
-            new = await keys.create(
-                conn,
-                args.name,
-                tenant=args.tenant,
-                default_user=args.default_user or DEFAULT_USER,
-                rate_limit=args.rate_limit,
-            )
+            try:
+                new = await keys.create(
+                    conn,
+                    args.name,
+                    tenant=args.tenant,
+                    default_user=args.default_user or DEFAULT_USER,
+                    rate_limit=args.rate_limit,
+                )
+            except keys.TenantExists as exc:
+                return 1, [f"memoire: {exc} (--tenant {exc.name})"]
             return 0, [
                 f"created {_line(new.info)}",
                 "the key is shown this once; store it now:",
@@ -55,7 +59,7 @@ async def _run(dsn: str, args: argparse.Namespace) -> tuple[int, list[str]]:
 def run(dsn: str, args: argparse.Namespace) -> int:
     code, lines = asyncio.run(_run(dsn, args))
     for line in lines:
-        print(line)
+        print(line, file=sys.stderr if code else sys.stdout)
     return code
 
 

@@ -109,6 +109,7 @@ class Memoire:
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout)
         self._async: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
         self.reachability = _Reachability()
+        self._refusals: set[int] = set()
         self.backlog = Backlog(self._send_backlogged, max_size=backlog_size)
         self.facts = Facts(self)
         self.users = Users(self)
@@ -222,9 +223,13 @@ class Memoire:
         if response.status_code >= 500 or response.status_code in _RETRYABLE:
             self.reachability.failed(f"HTTP {response.status_code}")
             return "retry"
-        log.warning(
-            "Mémoire refused an exchange (%s); it is dropped: %s", response.status_code, response.text
-        )
+        if response.status_code not in self._refusals:  # once per kind of refusal, not per exchange
+            self._refusals.add(response.status_code)
+            log.warning(
+                "Mémoire refused an exchange (%s), so it is dropped; later ones like it are not logged: %s",
+                response.status_code,
+                response.text[:500],
+            )
         return "drop"
 
     def remember_later(
@@ -320,10 +325,13 @@ class Users:
         return profile
 
     def delete(self, user_id: str) -> dict[str, Any]:
-        """Forget the user: every fact, chat log and session. Returns what was deleted."""
-        deleted: dict[str, Any] = self._c.request("DELETE", f"/v1/users/{_q(user_id)}")
+        """Forget the user: every fact, chat log and session, and what this client still holds of them
+        unsent. Returns what was deleted."""
+        self._c.backlog.drop(lambda entry: entry.get("user_id") == user_id)
+        deleted: dict[str, Any] = self._c.request("DELETE", "/v1/users", params={"user_id": user_id})
         return deleted
 
     async def adelete(self, user_id: str) -> dict[str, Any]:
-        deleted: dict[str, Any] = await self._c.arequest("DELETE", f"/v1/users/{_q(user_id)}")
+        self._c.backlog.drop(lambda entry: entry.get("user_id") == user_id)
+        deleted: dict[str, Any] = await self._c.arequest("DELETE", "/v1/users", params={"user_id": user_id})
         return deleted

@@ -10,6 +10,10 @@ Each ``chat.completions.create`` (OpenAI) or ``messages.create`` (Anthropic), sy
    background.
 
 Fail-open: if Mémoire is down, slow or refuses, the call goes ahead unchanged; a warning is logged once.
+Nothing Mémoire-related after the provider's answer can raise into the app.
+
+Only ``create`` remembers: ``with_options()``, ``with_raw_response``, the ``stream()`` and ``parse()``
+helpers and other resources are the client's own and go to the provider without memory.
 The end user is the call's ``X-Memoire-User`` extra header, else OpenAI's ``user`` / Anthropic's
 ``metadata.user_id``, else the wrap's ``user_id``, else ``"default"``. ``X-Memoire-*`` extra headers are
 read here and never sent to the provider. Everything else on the client passes through untouched.
@@ -19,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator, Iterator
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from proxy.memory_block import add_to_messages
@@ -30,7 +36,24 @@ if TYPE_CHECKING:
 DEFAULT_USER = "default"
 #: Seconds an abandoned context request may go on in the background before it is dropped.
 CONTEXT_TIMEOUT = 2.0
-_executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="memoire-recall")
+#: The server searches the first characters of the message only; sending more is waste.
+MAX_QUERY_CHARS = 2000
+#: Longest message text /v1/ingest takes; longer text is cut.
+MAX_CONTENT_CHARS = 200_000
+#: Sync recalls that may wait for an answer at once; past it, calls go on without memory at once.
+MAX_WAITING = 8
+_executor = concurrent.futures.ThreadPoolExecutor(
+    max_workers=MAX_WAITING, thread_name_prefix="memoire-recall"
+)
+_slots = threading.BoundedSemaphore(MAX_WAITING)
+log = logging.getLogger("memoire.sdk")
+
+
+def _context(memoire: Memoire, user: str, query: str) -> dict[str, Any]:
+    try:
+        return memoire.context(user, query, timeout=CONTEXT_TIMEOUT)
+    finally:
+        _slots.release()
 
 
 class _Delegate:
@@ -63,14 +86,14 @@ def _new_messages(messages: Any) -> list[dict[str, Any]]:
     for message in items[last + 1 :]:
         role, text = message.get("role"), _text(message.get("content"))
         if role in ("user", "tool") and text:
-            out.append({"role": role, "content": text})
+            out.append({"role": role, "content": text[:MAX_CONTENT_CHARS]})
     return out
 
 
 def _query(messages: Any) -> str:
     for message in reversed(messages if isinstance(messages, list) else []):
         if isinstance(message, dict) and message.get("role") == "user":
-            return _text(message.get("content"))
+            return _text(message.get("content"))[:MAX_QUERY_CHARS]
     return ""
 
 
@@ -78,9 +101,12 @@ class _Call:
     """Who a call is for, and its keyword arguments once Mémoire's own headers are taken out."""
 
     def __init__(self, kwargs: dict[str, Any], default_user: str | None, provider_user: Any) -> None:
-        headers = dict(kwargs.get("extra_headers") or {})
-        ours = {k.lower(): headers.pop(k) for k in list(headers) if k.lower().startswith("x-memoire-")}
-        self.kwargs = {**kwargs, "extra_headers": headers} if "extra_headers" in kwargs else dict(kwargs)
+        given = kwargs.get("extra_headers")
+        headers = dict(given) if isinstance(given, Mapping) else {}
+        ours = {
+            str(k).lower(): headers.pop(k) for k in list(headers) if str(k).lower().startswith("x-memoire-")
+        }
+        self.kwargs = {**kwargs, "extra_headers": headers} if isinstance(given, Mapping) else dict(kwargs)
         named = ours.get("x-memoire-user") or provider_user or default_user or DEFAULT_USER
         self.user = str(named)
         self.session: str | None = ours.get("x-memoire-session")
@@ -92,10 +118,15 @@ def _block(memoire: Memoire, call: _Call, query: str) -> str | None:
     """The memory block within the recall budget; None on any trouble (logged once)."""
     if not call.recall or not query.strip():
         return None
-    future = _executor.submit(memoire.context, call.user, query, timeout=CONTEXT_TIMEOUT)
+    if not _slots.acquire(blocking=False):  # this many already hang: do not pile more up
+        memoire.reachability.failed("too many recalls waiting for an answer")
+        return None
+    future = _executor.submit(_context, memoire, call.user, query)
     try:
         found = future.result(timeout=memoire.recall_timeout)
     except concurrent.futures.TimeoutError:
+        if future.cancel():  # it never started: its slot is free again
+            _slots.release()
         memoire.reachability.failed(f"no answer within {memoire.recall_timeout * 1000:.0f} ms")
         return None
     except Exception as exc:  # noqa: BLE001 (fail-open: nothing from Mémoire may break the call)
@@ -129,15 +160,16 @@ def _remember(memoire: Memoire, call: _Call, messages: Any, reply: str) -> None:
         return
     exchange = _new_messages(messages)
     if exchange and reply:
-        exchange.append({"role": "assistant", "content": reply})
+        exchange.append({"role": "assistant", "content": reply[:MAX_CONTENT_CHARS]})
     memoire.remember_later(call.user, exchange, session_id=call.session)
 
 
 # -- streams: the reply is captured as it passes ------------------------------------------------------
 
 
-class _Stream(_Delegate):
-    """A provider stream that hands each event on and collects the reply's text."""
+class _Capture(_Delegate):
+    """A provider stream that hands each event on unchanged and collects the reply's text on the side.
+    Nothing here may raise into the app: a failure to collect only loses the capture."""
 
     def __init__(self, stream: Any, text_of: Any, done: Any) -> None:
         super().__init__(stream)
@@ -146,16 +178,27 @@ class _Stream(_Delegate):
         self._parts: list[str] = []
         self._finished = False
 
-    def _finish(self) -> None:
-        if not self._finished:
-            self._finished = True
-            self._done("".join(self._parts))
-
     def _note(self, event: Any) -> Any:
-        piece = self._text_of(event)
-        if piece:
-            self._parts.append(piece)
+        try:
+            piece = self._text_of(event)
+            if isinstance(piece, str) and piece:
+                self._parts.append(piece)
+        except Exception:
+            log.debug("could not read a streamed event", exc_info=True)
         return event
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            self._done("".join(self._parts))
+        except Exception:
+            log.warning("could not queue a streamed exchange for Mémoire", exc_info=True)
+
+
+class _Stream(_Capture):
+    """A sync stream (``openai.Stream``, ``anthropic.Stream``)."""
 
     def __iter__(self) -> Iterator[Any]:
         try:
@@ -176,12 +219,20 @@ class _Stream(_Delegate):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._target.__exit__(*exc)
-        self._finish()
+        try:
+            self._target.__exit__(*exc)
+        finally:
+            self._finish()
 
     def close(self) -> None:
-        self._target.close()
-        self._finish()
+        try:
+            self._target.close()
+        finally:
+            self._finish()
+
+
+class _AsyncStream(_Capture):
+    """An async stream (``openai.AsyncStream``, ``anthropic.AsyncStream``)."""
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         try:
@@ -197,17 +248,21 @@ class _Stream(_Delegate):
             self._finish()
             raise
 
-    async def __aenter__(self) -> _Stream:
+    async def __aenter__(self) -> _AsyncStream:
         await self._target.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._target.__aexit__(*exc)
-        self._finish()
+        try:
+            await self._target.__aexit__(*exc)
+        finally:
+            self._finish()
 
-    async def aclose(self) -> None:
-        await self._target.close()
-        self._finish()
+    async def close(self) -> None:
+        try:
+            await self._target.close()
+        finally:
+            self._finish()
 
 
 def _openai_delta(chunk: Any) -> str | None:
@@ -219,7 +274,9 @@ def _openai_delta(chunk: Any) -> str | None:
 
 def _openai_reply(response: Any) -> str:
     choices = getattr(response, "choices", None)
-    return (choices[0].message.content or "") if choices else ""
+    message = getattr(choices[0], "message", None) if choices else None
+    content = getattr(message, "content", None)
+    return content if isinstance(content, str) else ""
 
 
 def _anthropic_delta(event: Any) -> str | None:
@@ -242,6 +299,21 @@ def _with_system(kwargs: dict[str, Any], block: str) -> dict[str, Any]:
 def _anthropic_user(kwargs: dict[str, Any]) -> Any:
     metadata = kwargs.get("metadata")
     return metadata.get("user_id") if isinstance(metadata, dict) else None
+
+
+def _after(
+    memoire: Memoire, call: _Call, messages: Any, response: Any, is_async: bool, delta: Any, reply: Any
+) -> Any:
+    """The provider's response for the app, with the exchange queued for Mémoire (at the stream's end for
+    a stream). Whatever goes wrong here, the app gets its response."""
+    try:
+        if call.kwargs.get("stream"):
+            wrapper = _AsyncStream if is_async else _Stream
+            return wrapper(response, delta, lambda text: _remember(memoire, call, messages, text))
+        _remember(memoire, call, messages, reply(response))
+    except Exception:
+        log.warning("could not queue an exchange for Mémoire", exc_info=True)
+    return response
 
 
 # -- the wrapped resources ----------------------------------------------------------------------------
@@ -273,12 +345,7 @@ class _Completions(_Delegate):
         return self._after(call, messages, response)
 
     def _after(self, call: _Call, messages: Any, response: Any) -> Any:
-        if call.kwargs.get("stream"):
-            return _Stream(
-                response, _openai_delta, lambda text: _remember(self._memoire, call, messages, text)
-            )
-        _remember(self._memoire, call, messages, _openai_reply(response))
-        return response
+        return _after(self._memoire, call, messages, response, self._async, _openai_delta, _openai_reply)
 
 
 class _Messages(_Delegate):
@@ -307,12 +374,9 @@ class _Messages(_Delegate):
         return self._after(call, messages, response)
 
     def _after(self, call: _Call, messages: Any, response: Any) -> Any:
-        if call.kwargs.get("stream"):
-            return _Stream(
-                response, _anthropic_delta, lambda text: _remember(self._memoire, call, messages, text)
-            )
-        _remember(self._memoire, call, messages, _anthropic_reply(response))
-        return response
+        return _after(
+            self._memoire, call, messages, response, self._async, _anthropic_delta, _anthropic_reply
+        )
 
 
 class _Chat(_Delegate):
@@ -333,10 +397,21 @@ class _Anthropic(_Delegate):
         self.messages = _Messages(client.messages, memoire, user, is_async)
 
 
+def _without_memoire_headers(client: Any) -> Any:
+    """``client``, or a copy of it without ``X-Memoire-*`` default headers: an ``mk_`` key set there for
+    the proxy must not go to the provider."""
+    custom = getattr(client, "_custom_headers", None)
+    if not isinstance(custom, Mapping) or not any(str(k).lower().startswith("x-memoire-") for k in custom):
+        return client
+    kept = {k: v for k, v in custom.items() if not str(k).lower().startswith("x-memoire-")}
+    return client.copy(set_default_headers=kept)
+
+
 def wrap(memoire: Memoire, client: Any, *, user_id: str | None = None) -> Any:
     import anthropic
     import openai
 
+    client = _without_memoire_headers(client)
     if isinstance(client, openai.OpenAI | openai.AsyncOpenAI):
         return _OpenAI(client, memoire, user_id, isinstance(client, openai.AsyncOpenAI))
     if isinstance(client, anthropic.Anthropic | anthropic.AsyncAnthropic):

@@ -45,8 +45,9 @@ class Embedder(Protocol):
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         """Unit vectors for ``texts``, in order."""
 
-    async def embed_query(self, text: str) -> Vector:
-        """The unit vector for a search query, from the cache when it was asked before."""
+    async def embed_query(self, text: str, scope: str = "") -> Vector:
+        """The unit vector for a search query, from the cache when it was asked before in the same
+        ``scope`` (the tenant: a cache hit's speed must not tell one tenant what another asked)."""
 
     async def close(self) -> None: ...
 
@@ -56,19 +57,19 @@ class _QueryCache:
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._items: OrderedDict[str, Vector] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], Vector] = OrderedDict()
 
-    def get(self, text: str) -> Vector | None:
-        vector = self._items.get(text)
+    def get(self, key: tuple[str, str]) -> Vector | None:
+        vector = self._items.get(key)
         if vector is not None:
-            self._items.move_to_end(text)
+            self._items.move_to_end(key)
         return vector
 
-    def put(self, text: str, vector: Vector) -> None:
+    def put(self, key: tuple[str, str], vector: Vector) -> None:
         if self._size <= 0:
             return
-        self._items[text] = vector
-        self._items.move_to_end(text)
+        self._items[key] = vector
+        self._items.move_to_end(key)
         while len(self._items) > self._size:
             self._items.popitem(last=False)
 
@@ -81,11 +82,11 @@ class _Cached:
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         raise NotImplementedError
 
-    async def embed_query(self, text: str) -> Vector:
-        vector = self._cache.get(text)
+    async def embed_query(self, text: str, scope: str = "") -> Vector:
+        vector = self._cache.get((scope, text))
         if vector is None:
             [vector] = await self.embed([text])
-            self._cache.put(text, vector)
+            self._cache.put((scope, text), vector)
         return vector
 
 
@@ -136,11 +137,11 @@ class LocalEmbedder(_Cached):
     async def embed(self, texts: Sequence[str]) -> list[Vector]:
         return await self._embed(texts, self._executor)
 
-    async def embed_query(self, text: str) -> Vector:
-        vector = self._cache.get(text)
+    async def embed_query(self, text: str, scope: str = "") -> Vector:
+        vector = self._cache.get((scope, text))
         if vector is None:
             [vector] = await self._embed([text], self._query_executor)
-            self._cache.put(text, vector)
+            self._cache.put((scope, text), vector)
         return vector
 
     async def _embed(self, texts: Sequence[str], executor: ThreadPoolExecutor) -> list[Vector]:

@@ -15,8 +15,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -32,6 +32,10 @@ from memory.spool import Entry, Spool
 from worker.queue import enqueue_ingest
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Seconds ``accept`` waits for the spool before it answers 503.
+ACCEPT_TIMEOUT = 5.0
 
 Build = Callable[[], Exchange | None]
 
@@ -60,6 +64,19 @@ def _encode(exchange: Exchange) -> bytes:
         )
 
 
+class _Durable:
+    """An exchange whose sender waits until it is in the spool (``/v1/ingest``)."""
+
+    __slots__ = ("exchange", "spooled")
+
+    def __init__(self, exchange: Exchange, spooled: asyncio.Future[None]) -> None:
+        self.exchange = exchange
+        self.spooled = spooled
+
+    def __call__(self) -> Exchange:
+        return self.exchange
+
+
 def _big_ints_as_text(value: Any) -> Any:
     if isinstance(value, bool):
         return value
@@ -82,6 +99,9 @@ class Intake:
         self._config = config
         self._health = health
         self._inbox: asyncio.Queue[Build] = asyncio.Queue()
+        # Held while entries go from the spool to PostgreSQL, and while a user is forgotten: an entry read
+        # from the spool before a purge can then never be stored after it.
+        self._delivery = asyncio.Lock()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -125,8 +145,22 @@ class Intake:
         """Exchanges waiting in the spool (for ``/metrics``)."""
         return await self._spool.size()
 
-    async def purge(self, tenant_id: uuid.UUID, user: str) -> int:
-        """Drop the user's exchanges still waiting in the spool (those in memory are spooled first)."""
+    async def accept(self, exchange: Exchange) -> None:
+        """Hand over an exchange and return once it is safe in the spool (batched with others: one write
+        for many). Raises :class:`StorageUnavailable` if the spool cannot be written within
+        :data:`ACCEPT_TIMEOUT` seconds."""
+        durable = _Durable(exchange, asyncio.get_running_loop().create_future())
+        self._inbox.put_nowait(durable)
+        try:
+            async with asyncio.timeout(ACCEPT_TIMEOUT):
+                await asyncio.shield(durable.spooled)
+        except TimeoutError as exc:
+            raise StorageUnavailable("the exchange could not be written to the spool in time") from exc
+
+    async def purge(self, tenant_id: uuid.UUID, user: str, then: Callable[[], Awaitable[T]]) -> tuple[int, T]:
+        """Drop the user's exchanges waiting in the spool (those in memory are spooled first), then run
+        ``then`` (the database purge), with delivery held meanwhile. Returns the entries dropped and what
+        ``then`` returned."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
                 await self._inbox.join()
@@ -138,7 +172,9 @@ class Intake:
                 return False
             return exchange.tenant_id == tenant_id and exchange.user == user
 
-        return await self._spool.remove_matching(matches)
+        async with self._delivery:
+            removed = await self._spool.remove_matching(matches)
+            return removed, await then()
 
     # -- collect: build exchanges and make them durable --------------------------------------------
 
@@ -170,10 +206,17 @@ class Intake:
                 exchange = build()
                 if exchange is not None:
                     rows.append((str(exchange.id), _encode(exchange)))
-            except Exception:
+            except Exception as exc:
                 log.exception("could not read a captured exchange; it is not stored")
-        if not rows:
-            return
+                if isinstance(build, _Durable):
+                    build.spooled.set_exception(exc)
+        if rows:
+            await self._put(rows)
+        for build in builds:
+            if isinstance(build, _Durable) and not build.spooled.done():
+                build.spooled.set_result(None)
+
+    async def _put(self, rows: list[tuple[str, bytes]]) -> None:
         delay = self._config.retry_min
         while True:
             try:
@@ -194,9 +237,11 @@ class Intake:
         while True:
             self._wake.clear()
             try:
-                entries = await self._spool.due(self._config.batch_size)
+                async with self._delivery:
+                    entries = await self._spool.due(self._config.batch_size)
+                    if entries:
+                        await self._deliver(entries)
                 if entries:
-                    await self._deliver(entries)
                     continue
                 delay = await self._spool.next_due_in()
             except Exception:

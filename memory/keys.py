@@ -22,6 +22,14 @@ PREFIX = "mk_"
 SHOWN = len(PREFIX) + 6
 
 
+class TenantExists(Exception):
+    """A new key would make a tenant whose name is taken; name the tenant to join it on purpose."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a tenant named {name!r} exists; give the tenant explicitly to add a key to it")
+        self.name = name
+
+
 def generate() -> str:
     """A new key: ``mk_`` and 32 random bytes, base64url without padding."""
     return PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
@@ -86,15 +94,23 @@ async def create(
     default_user: str = DEFAULT_USER,
     rate_limit: int | None = None,
 ) -> NewKey:
-    """Create a key for ``tenant`` (by name; default: a tenant named like the key), making the tenant if
-    needed."""
+    """Create a key. With ``tenant`` (a name), the key joins that tenant, made if new. Without, the key gets
+    a new tenant named like the key; :class:`TenantExists` if one has that name already, so that a key
+    never joins another's data by accident."""
     key = generate()
     async with conn.transaction():
-        tenant_id = await conn.fetchval(
-            """INSERT INTO tenants (name) VALUES ($1)
-               ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id""",
-            tenant or name,
-        )
+        if tenant is None:
+            tenant_id = await conn.fetchval(
+                "INSERT INTO tenants (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id", name
+            )
+            if tenant_id is None:
+                raise TenantExists(name)
+        else:
+            tenant_id = await conn.fetchval(
+                """INSERT INTO tenants (name) VALUES ($1)
+                   ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id""",
+                tenant,
+            )
         key_id = await conn.fetchval(
             """INSERT INTO api_keys (tenant_id, name, hash, prefix, default_user, rate_limit)
                VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",

@@ -141,7 +141,7 @@ class Memory:
     ) -> list[Fact]:
         """What the extractor should know of the user before reading ``text``: the facts relevant to it,
         and every current fact in a single-valued slot (so it can tell what changed)."""
-        vector = await self.embedder.embed_query(text[:2000]) if text.strip() else None
+        vector = await self.embedder.embed_query(text[:2000], scope=str(tenant_id)) if text.strip() else None
         query = recall.Query(text=text[:2000], limit=limit, temporal=("current", "future", "recurring"))
         relevant = await recall.recall(
             conn,
@@ -172,7 +172,7 @@ class Memory:
         model = self._embedder.model if self._embedder else self.config.embeddings.model
         if query.text.strip():
             try:
-                vector = await self.embedder.embed_query(query.text)
+                vector = await self.embedder.embed_query(query.text, scope=str(tenant_id))
             except EmbedderUnavailable:
                 degraded.append("embedder")
         async with db.connection(self.pool) as conn:

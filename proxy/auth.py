@@ -7,8 +7,8 @@ A client names its Mémoire key in one of two ways:
 - ``X-Memoire-Key: mk_…`` with the client's own provider key in ``Authorization``, passed upstream untouched.
 
 Either way the ``mk_`` key never goes upstream (see :mod:`proxy.upstream`). Lookups are cached in process for
-``auth.cache_ttl`` seconds, so a request normally costs no database round trip; while the database is down a
-key seen before keeps working.
+``auth.cache_ttl`` seconds and refreshed behind the request, so a request normally costs no database round
+trip; while the database is down a key seen before keeps working.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable
 from typing import Any, cast
 
@@ -73,11 +74,18 @@ def _bearer(headers: Headers) -> bytes | None:
 
 
 class Authenticator:
+    """Checks keys against the database, remembering each answer for ``auth.cache_ttl`` seconds.
+
+    A known key whose entry has expired keeps working while it is looked up again in the background, so
+    the hot path never waits on the database for a key it has seen; an unknown key waits for its lookup,
+    shared by every request that presents it at the same time. The cache is a bounded LRU.
+    """
+
     def __init__(self, pool: asyncpg.Pool, config: AuthConfig) -> None:
         self._pool = pool
         self._config = config
-        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
-        self._inflight: dict[bytes, asyncio.Future[Principal | None]] = {}
+        self._cache: OrderedDict[bytes, tuple[float, Principal | None]] = OrderedDict()
+        self._lookups: dict[bytes, asyncio.Task[Principal | None]] = {}
         self._admin = keys.digest(config.admin_key) if config.admin_key else None
 
     async def authenticate(self, headers: Headers) -> Principal:
@@ -103,46 +111,40 @@ class Authenticator:
         self._cache.clear()
 
     async def _principal(self, digest: bytes) -> Principal | None:
-        now = time.monotonic()
         hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        pending = self._inflight.get(digest)
-        if pending is not None:  # one lookup per key at a time, however many requests wait on it
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
-        self._inflight[digest] = future
-        try:
-            principal = await self._lookup(digest)
-        except StorageUnavailable as exc:
-            if hit is not None:  # known before the outage: keep it working
-                principal = hit[1]
-            else:
-                future.set_exception(exc)
-                future.exception()  # retrieved here, so waiters see it and nothing warns
-                raise
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                future.set_exception(exc)
-                future.exception()
-            else:
-                future.cancel()
-            raise
-        finally:
-            del self._inflight[digest]
-        future.set_result(principal)
-        if len(self._cache) >= CACHE_SIZE:
-            for stale in list(self._cache)[: CACHE_SIZE // 10]:
-                del self._cache[stale]
-        self._cache[digest] = (now + self._config.cache_ttl, principal)
-        return principal
+        if hit is not None:
+            self._cache.move_to_end(digest)
+            if hit[0] > time.monotonic():
+                return hit[1]
+            if hit[1] is not None:  # known: answer now, check again behind the request
+                self._lookup(digest)
+                return hit[1]
+        # asyncio.shield: a request that goes away does not cancel the lookup others wait on.
+        return await asyncio.shield(self._lookup(digest))
 
-    async def _lookup(self, digest: bytes) -> Principal | None:
+    def _lookup(self, digest: bytes) -> asyncio.Task[Principal | None]:
+        task = self._lookups.get(digest)
+        if task is None:
+            task = asyncio.create_task(self._fetch(digest))
+            self._lookups[digest] = task
+            task.add_done_callback(lambda done: self._settle(digest, done))
+        return task
+
+    async def _fetch(self, digest: bytes) -> Principal | None:
         try:
             async with asyncio.timeout(LOOKUP_TIMEOUT), db.connection(self._pool) as conn:
                 return await keys.lookup(conn, digest)
         except TimeoutError as exc:
             raise StorageUnavailable("cannot check the API key: the database did not answer") from exc
+
+    def _settle(self, digest: bytes, task: asyncio.Task[Principal | None]) -> None:
+        del self._lookups[digest]
+        if task.cancelled() or task.exception() is not None:
+            return  # the database is away: a cached answer stays as it was
+        self._cache[digest] = (time.monotonic() + self._config.cache_ttl, task.result())
+        self._cache.move_to_end(digest)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
 
 
 def principal_of(scope: Scope) -> Principal:

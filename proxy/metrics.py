@@ -97,6 +97,9 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     )
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def metrics_middleware(app: ASGIApp) -> ASGIApp:
     """Time every request to its last byte, labelled by route template and status."""
 
@@ -117,6 +120,7 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send_and_note)
         finally:
             route = scope.get("path_template") or "other"
-            REQUESTS.labels(scope["method"], route, str(status)).observe(time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in _METHODS else "other"  # bounded label values
+            REQUESTS.labels(method, route, str(status)).observe(time.perf_counter() - started)
 
     return middleware

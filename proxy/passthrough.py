@@ -5,14 +5,16 @@ Bodies, streams, status codes and headers cross untouched; nothing is recorded.
 
 from __future__ import annotations
 
+import re
 from typing import cast
 from urllib.parse import unquote
 
 from litestar import asgi
 from litestar.types import HTTPScope, Receive, Scope, Send
 
-from memoire.errors import InvalidField, MemoireError
+from memoire.errors import InvalidField, MemoireError, NotFound, PermissionDenied
 from proxy import services as services_
+from proxy.auth import principal_of
 from proxy.relay import ClientGone, read_body, relay, send_error
 from proxy.upstream import Headers
 
@@ -26,6 +28,33 @@ def _safe(subpath: str) -> bool:
     return subpath.startswith("/") and all(unquote(s) not in (".", "..") for s in subpath.split("/"))
 
 
+#: What may be called with the server's provider key (``Authorization: Bearer mk_…``): operations that keep
+#: nothing in the provider account. Files, batches, stored completions, responses, assistants, vector
+#: stores … live in that one account, shared by every tenant, so they need the client's own provider key.
+_STATELESS = {
+    "POST": frozenset(
+        {
+            "/chat/completions",
+            "/completions",
+            "/embeddings",
+            "/moderations",
+            "/audio/speech",
+            "/audio/transcriptions",
+            "/audio/translations",
+            "/images/generations",
+            "/images/edits",
+            "/images/variations",
+        }
+    ),
+}
+_MODELS = re.compile(r"^/models(/[^/]+)?$")
+
+
+def _stateless(method: str, subpath: str) -> bool:
+    path = unquote(subpath).rstrip("/")
+    return path in _STATELESS.get(method, ()) or (method == "GET" and _MODELS.match(path) is not None)
+
+
 async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     scope = cast(HTTPScope, scope)
     headers = cast(Headers, scope["headers"])
@@ -36,6 +65,21 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     subpath = raw_path.split(b"?", 1)[0].decode("latin-1").removeprefix(_PREFIX)
     if not _safe(subpath):
         await send_error(send, InvalidField("the path must stay under /v1", param="path"))
+        return
+    if unquote(subpath).lower().startswith("/admin"):  # Mémoire's own namespace never goes upstream
+        await send_error(send, NotFound("no such admin endpoint", param="path"))
+        return
+    method = scope["method"]
+    keyed = principal_of(scope).key_id is not None
+    if keyed and upstream.uses_server_key(headers) and not _stateless(method, subpath):
+        await send_error(
+            send,
+            PermissionDenied(
+                f"{method} /v1{unquote(subpath)} keeps state in the provider account that every tenant"
+                " shares, so it is not called with the server's provider key: send your own provider key in"
+                " Authorization and your Mémoire key in X-Memoire-Key"
+            ),
+        )
         return
     try:
         body = await read_body(receive, headers, services.config.server.max_body_bytes)
@@ -48,7 +92,7 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
         upstream,
         receive,
         send,
-        method=scope["method"],
+        method=method,
         url=upstream.url(subpath, scope["query_string"]),
         headers=upstream.request_headers(headers),
         body=body,

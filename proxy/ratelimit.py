@@ -64,9 +64,9 @@ class RateLimiter:
         interval = 60_000_000 // limit
         try:
             async with asyncio.timeout(self._config.rate_limit_timeout):
-                wait = await self._script(
-                    keys=[f"{self._prefix}:{key_id}"], args=[interval, self._config.rate_burst]
-                )
+                # A key allowed fewer requests a minute than the burst may burst only that many.
+                burst = min(self._config.rate_burst, limit)
+                wait = await self._script(keys=[f"{self._prefix}:{key_id}"], args=[interval, burst])
         except (RedisError, OSError, TimeoutError) as exc:
             self._skip_until = time.monotonic() + RETRY_AFTER_FAILURE
             self._health.mark("redis", False)

@@ -44,6 +44,10 @@ def _connection_tokens(headers: Headers) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
+def _is_memoire_bearer(value: bytes) -> bool:
+    return value[:7].lower() == b"bearer " and value[7:].lstrip().startswith(b"mk_")
+
+
 _READABLE_CODINGS = frozenset({b"gzip", b"x-gzip", b"deflate", b"identity"})
 
 
@@ -97,7 +101,7 @@ class Upstream:
             if name in drop or name.startswith(_MEMOIRE_PREFIX):
                 continue
             if name == b"authorization":
-                if value[:7].lower() == b"bearer " and value[7:].lstrip().startswith(b"mk_"):
+                if _is_memoire_bearer(value):
                     continue  # a Mémoire key never leaves: the server's provider key goes instead
                 has_auth = True
             elif name == b"accept-encoding":
@@ -112,6 +116,16 @@ class Upstream:
         if not has_encoding:
             out.append((b"accept-encoding", b"identity"))
         return out
+
+    def uses_server_key(self, incoming: Headers) -> bool:
+        """Whether this request goes upstream with the server's provider key (the client sent none of its
+        own: no ``Authorization``, or a Mémoire key in it)."""
+        if self._auth is None:
+            return False
+        for name, value in incoming:
+            if name == b"authorization" and not _is_memoire_bearer(value):
+                return False
+        return True
 
     @staticmethod
     def response_headers(response: httpx.Response) -> Headers:

@@ -5,7 +5,7 @@ from memory.routes.ingest import ingest
 from memory.routes.keys import create_key, list_keys, revoke_key
 from memory.routes.recall import recall_facts
 from memory.routes.slots import list_slots
-from memory.routes.users import forget_user, user_profile
+from memory.routes.users import forget_user, forget_user_by_query, user_profile
 
 ROUTES = [
     create_facts,
@@ -18,6 +18,7 @@ ROUTES = [
     ingest,
     user_profile,
     forget_user,
+    forget_user_by_query,
     list_slots,
     create_key,
     list_keys,

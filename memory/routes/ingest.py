@@ -1,9 +1,10 @@
 """``POST /v1/ingest``: an exchange the app had itself, through the same pipeline as the proxy's tee.
 
-The exchange is accepted as soon as it is in the intake (spooled to disk first, then stored and queued for
-extraction), so the call costs no database round trip. With an ``idempotency_key``, the exchange's id is
-derived from it, so sending the same exchange again stores nothing new. Message timestamps are honoured:
-facts extracted from a backdated exchange are dated when it happened.
+The exchange is accepted (202) once it is safe in the intake's spool on disk, from where it is stored and
+queued for extraction; concurrent calls share one spool write, and the call costs no database round trip.
+With an ``idempotency_key``, the exchange's id is derived from it, so sending the same exchange again stores
+nothing new. Message timestamps are honoured: facts extracted from a backdated exchange are dated when it
+happened.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _message(message: IngestMessage) -> dict[str, Any]:
 
 @post("/v1/ingest", status_code=202, opt={"body": IngestRequest})
 async def ingest(request: AnyRequest) -> Response[IngestResponse]:
-    """Accept an exchange for extraction. 202 once it is safe on disk; extraction follows in the worker."""
+    """Accept an exchange for extraction: 202 once it is safe on disk; extraction follows in the worker."""
     body = decode(_decoder, await request.body())
     tenant_id = tenant(request)
     exchange_id = (
@@ -85,5 +86,5 @@ async def ingest(request: AnyRequest) -> Response[IngestResponse]:
         metadata=body.metadata,
     )
     intake: Intake = request.app.state.intake
-    intake.submit(lambda: exchange)
+    await intake.accept(exchange)
     return Response(IngestResponse(id=exchange_id), status_code=202, headers=status_headers([]))

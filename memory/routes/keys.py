@@ -9,7 +9,7 @@ import msgspec
 from litestar import delete, get, post
 from litestar.params import FromPath, FromQuery
 
-from memoire.errors import NotFound, decode
+from memoire.errors import InvalidField, NotFound, decode
 from memory import db, keys, users
 from memory.exchanges import DEFAULT_USER
 from memory.facts import NO_NUL
@@ -21,7 +21,7 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)
 class CreateKey(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name
     tenant: Name | None = None
-    """The tenant's name; a new tenant is made when none has it. Default: the key's name."""
+    """The tenant to add the key to, made if new. Default: a new tenant named like the key."""
     default_user: Annotated[str, msgspec.Meta(min_length=1, max_length=users.MAX_NAME, pattern=NO_NUL)] = (
         DEFAULT_USER
     )
@@ -46,9 +46,16 @@ async def create_key(request: AnyRequest) -> CreatedKey:
     """Create an API key (``mk_…``), shown once, for a tenant."""
     body = decode(_decoder, await request.body())
     async with db.connection(memory(request).pool) as conn:
-        new = await keys.create(
-            conn, body.name, tenant=body.tenant, default_user=body.default_user, rate_limit=body.rate_limit
-        )
+        try:
+            new = await keys.create(
+                conn,
+                body.name,
+                tenant=body.tenant,
+                default_user=body.default_user,
+                rate_limit=body.rate_limit,
+            )
+        except keys.TenantExists as exc:
+            raise InvalidField(str(exc), param="tenant") from exc
     return CreatedKey(key=new.key, info=new.info)
 
 

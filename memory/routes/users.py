@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import msgspec
 from litestar import delete, get
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 
-from memoire.errors import NotFound
+from memoire.errors import Conflict, NotFound
 from memory import browse, db, purge, users
 from memory.intake import Intake
 from memory.routes.context import AnyRequest, memory, tenant
@@ -30,22 +30,37 @@ async def user_profile(request: AnyRequest, user_id: FromPath[str]) -> browse.Pr
     return profile
 
 
-@delete("/v1/users/{user_id:str}", status_code=200)
-async def forget_user(request: AnyRequest, user_id: FromPath[str]) -> Forgotten:
-    """Delete every fact, embedding, chat log, session and spooled exchange of the user, then check that
-    nothing is left."""
+async def _forget(request: AnyRequest, user_id: str) -> Forgotten:
     tenant_id = tenant(request)
     name = users.storable(user_id)
     intake: Intake = request.app.state.intake
-    spooled = await intake.purge(tenant_id, name)
-    async with db.transaction(memory(request).pool) as conn:
-        purged = await purge.purge_user(conn, tenant_id, name)
-    # An exchange that reached the spool while the transaction ran is dropped too.
-    spooled += await intake.purge(tenant_id, name)
+    pool = memory(request).pool
+
+    async def purge_database() -> purge.Purged | None:
+        async with db.transaction(pool) as conn:
+            return await purge.purge_user(conn, tenant_id, name)
+
+    # Delivery from the spool is held meanwhile: nothing read from it before can be stored after.
+    spooled, purged = await intake.purge(tenant_id, name, purge_database)
     if purged is None and not spooled:
         raise NotFound(f"no user {user_id!r}", param="user_id")
     deleted = purged or purge.Purged()
     deleted.spool_entries = spooled
-    async with db.connection(memory(request).pool) as conn:
-        verified = await users.find(conn, tenant_id, name) is None
-    return Forgotten(user_id=user_id, deleted=deleted, verified=verified)
+    async with db.connection(pool) as conn:
+        left = await users.find(conn, tenant_id, name)
+    if left is not None:  # new data arrived for the user in between: nothing was kept of the old
+        raise Conflict(f"new data for {user_id!r} arrived while it was being forgotten; delete again")
+    return Forgotten(user_id=user_id, deleted=deleted, verified=True)
+
+
+@delete("/v1/users/{user_id:str}", status_code=200)
+async def forget_user(request: AnyRequest, user_id: FromPath[str]) -> Forgotten:
+    """Delete every fact, embedding, chat log, session and spooled exchange of the user, then check that
+    nothing is left."""
+    return await _forget(request, user_id)
+
+
+@delete("/v1/users", status_code=200)
+async def forget_user_by_query(request: AnyRequest, user_id: FromQuery[str]) -> Forgotten:
+    """As ``DELETE /v1/users/{user_id}``, for user ids a path cannot carry (with ``/``)."""
+    return await _forget(request, user_id)

@@ -271,3 +271,71 @@ async def _await_logs(pg_dsn: str, count: int) -> list[dict[str, Any]]:
     import asyncio
 
     return await asyncio.to_thread(_wait_for_logs, pg_dsn, count)
+
+
+async def test_an_async_stream_closes_like_the_providers_own(
+    memoire: Memoire, upstream_url: str, pg_dsn: str
+) -> None:
+    client = memoire.wrap(
+        openai.AsyncOpenAI(base_url=upstream_url, api_key="sk-app", max_retries=0), user_id="cy"
+    )
+    stream = await client.chat.completions.create(model="fake-chat", messages=ASK, stream=True)
+    first = await stream.__anext__()
+    assert first.choices[0].delta.role == "assistant"
+    await stream.close()
+    async with await client.chat.completions.create(model="fake-chat", messages=ASK, stream=True) as managed:
+        assert [c async for c in managed]
+    await client.close()
+    await memoire.aclose()
+    assert len(await _await_logs(pg_dsn, 2)) == 2
+
+
+def test_what_the_sdk_cannot_read_never_breaks_the_call(memoire: Memoire, upstream_url: str) -> None:
+    client = memoire.wrap(openai.OpenAI(base_url=upstream_url, api_key="sk", max_retries=0))
+    reply = client.chat.completions.create(
+        model="fake-null-message", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert reply.choices[0].message is None
+
+
+def test_memoire_headers_set_on_the_client_never_reach_the_provider(
+    memoire: Memoire, key: str, fake: FakeUpstream, upstream_url: str
+) -> None:
+    provider = openai.OpenAI(
+        base_url=upstream_url,
+        api_key="sk-app",
+        max_retries=0,
+        default_headers={"X-Memoire-Key": key, "X-Team": "a"},
+    )
+    client = memoire.wrap(provider)
+    client.chat.completions.create(model="fake-chat", messages=ASK)
+    sent = fake.requests[-1].headers
+    assert "x-memoire-key" not in sent
+    assert key not in json.dumps(sent)
+    assert sent["x-team"] == "a"
+
+
+def test_a_refused_exchange_is_logged_once(
+    server: ServerThread, fake: FakeUpstream, upstream_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="memoire.sdk")
+    with Memoire(api_key="mk_" + "x" * 43, base_url=server.url) as revoked:
+        client = revoked.wrap(openai.OpenAI(base_url=upstream_url, api_key="sk-app", max_retries=0))
+        for _ in range(3):
+            assert client.chat.completions.create(model="fake-chat", messages=ASK).choices
+        assert revoked.backlog.flush(10)
+    assert len([r for r in caplog.records if "refused an exchange" in r.message]) == 1
+
+
+def test_forgetting_a_user_with_a_slash_in_the_id_and_its_unsent_exchanges(
+    memoire: Memoire, pg_dsn: str
+) -> None:
+    memoire.facts.create("team/ana", [DENVER])
+    memoire.backlog.close()  # nothing is sent from here on: what is queued stays queued
+    memoire.remember_later("team/ana", [{"role": "user", "content": "secret"}])
+    memoire.remember_later("bob", [{"role": "user", "content": "hello"}])
+    deleted = memoire.users.delete("team/ana")
+    assert deleted["deleted"]["facts"] == 1
+    assert deleted["verified"] is True
+    assert len(memoire.backlog) == 1
+    assert fetch_sync(pg_dsn, "SELECT count(*) AS n FROM users WHERE external_id = 'team/ana'")[0]["n"] == 0

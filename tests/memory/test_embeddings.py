@@ -29,6 +29,10 @@ async def test_query_embeddings_come_from_the_cache_the_second_time(embedder: Lo
     first = await embedder.embed_query("what does the user like to eat? cache test")
     again = await embedder.embed_query("what does the user like to eat? cache test")
     assert again is first
+    # The cache is per tenant: another tenant asking the same is computed again (no timing oracle).
+    other = await embedder.embed_query("what does the user like to eat? cache test", scope="tenant-b")
+    assert other is not first
+    assert np.allclose(other, first)
     # Embedding runs in its own thread: the event loop keeps running meanwhile.
     ticks = 0
 

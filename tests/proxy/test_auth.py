@@ -150,21 +150,49 @@ def test_the_admin_api_needs_the_admin_key(http: httpx.Client, start_proxy: Prox
 
 
 def test_going_over_the_rate_limit_gets_429_with_retry_after(http: httpx.Client, fake: FakeUpstream) -> None:
-    slow = new_key(http, "slow", rate_limit=1)  # one a minute, a burst of 60 (auth.rate_burst)
+    slow = new_key(http, "slow", rate_limit=30)  # 30 a minute: a burst of 30 (under auth.rate_burst)
     fast = new_key(http, "fast")
     slow_auth = {"x-memoire-key": slow, "authorization": "Bearer sk-x"}
-    codes = [http.get("/v1/models", headers=slow_auth).status_code for _ in range(62)]
-    assert codes[:60] == [200] * 60
+    codes = [http.get("/v1/models", headers=slow_auth).status_code for _ in range(32)]
+    assert codes[:30] == [200] * 30
     limited = http.get("/v1/models", headers=slow_auth)
     error = assert_openai_error(limited, 429, "rate_limit_exceeded")
     assert error["type"] == "requests"
-    assert 1 <= int(limited.headers["retry-after"]) <= 60
+    assert 1 <= int(limited.headers["retry-after"]) <= 2
     # Other keys are not held back.
     assert (
         http.get("/v1/models", headers={"x-memoire-key": fast, "authorization": "Bearer sk-x"}).status_code
         == 200
     )
-    assert len(fake.requests) == 61
+    assert len(fake.requests) == 31
+
+
+def test_the_servers_provider_key_serves_only_stateless_operations(
+    http: httpx.Client, fake: FakeUpstream
+) -> None:
+    key = new_key(http, "app")
+    bearer = {"authorization": f"Bearer {key}"}
+    # Files, stored completions, batches … live in the provider account every tenant shares.
+    for method, path in (("GET", "/v1/files"), ("GET", "/v1/chat/completions"), ("POST", "/v1/batches"),
+                         ("DELETE", "/v1/files/file-1"), ("POST", "/v1/responses")):  # fmt: skip
+        response = http.request(method, path, headers=bearer, json={})
+        assert "X-Memoire-Key" in assert_openai_error(response, 403, "permission_denied")["message"]
+    assert fake.requests == []
+    assert http.get("/v1/models", headers=bearer).status_code == 200
+    assert http.get("/v1/models/fake-chat", headers=bearer).status_code in (200, 404)
+    assert http.post("/v1/embeddings", headers=bearer, json={"model": "e", "input": "x"}).status_code == 200
+    # With the client's own provider key they pass through.
+    own = {"x-memoire-key": key, "authorization": "Bearer sk-client-own"}
+    assert http.get("/v1/files", headers=own).status_code == 404  # the fake knows no such route
+    assert fake.requests[-1].headers["authorization"] == "Bearer sk-client-own"
+    # Mémoire's own namespace never goes upstream, whatever the key.
+    before = len(fake.requests)
+    assert http.get("/v1/admin/other", headers=own).status_code == 404
+    assert (
+        http.get("/v1/ADMIN", headers={"authorization": f"Bearer {ADMIN}", "x-memoire-key": key}).status_code
+        == 404
+    )
+    assert len(fake.requests) == before
 
 
 def test_auth_can_be_off_only_on_loopback() -> None:
@@ -215,3 +243,11 @@ async def test_keys_cli_creates_lists_and_revokes(pg_dsn: str, db: asyncpg.Pool)
     assert await db.fetchval("SELECT revoked_at IS NOT NULL FROM api_keys WHERE id = $1", row["id"])
     assert memoire("keys", "list", dsn=pg_dsn).stdout.strip() == "no keys"
     assert memoire("keys", "revoke", "not-a-uuid", dsn=pg_dsn).returncode == 2
+    # A key never joins a tenant by accident: a taken name needs --tenant, on purpose.
+    clash = memoire("keys", "create", "--name", "ci", dsn=pg_dsn)
+    assert clash.returncode == 1
+    assert "--tenant ci" in clash.stderr
+    joined = memoire("keys", "create", "--name", "ci-2", "--tenant", "ci", dsn=pg_dsn)
+    assert joined.returncode == 0, joined.stderr
+    tenants = await db.fetchval("SELECT count(DISTINCT tenant_id) FROM api_keys")
+    assert tenants == 1

@@ -7,7 +7,8 @@ The request's ``model`` picks the behaviour:
 - ``fake-error-400|401|429|500``: an error in OpenAI's shape (429 with ``retry-after``);
 - ``fake-slow``: waits ``x-fake-delay`` seconds (default 30) before the first byte;
 - ``fake-gated``: streams one chunk, then waits for :attr:`FakeUpstream.gate` before the rest;
-- ``fake-disconnect``: streams two chunks, then drops the connection.
+- ``fake-disconnect``: streams two chunks, then drops the connection;
+- ``fake-null-message``: a reply whose choice has ``"message": null``.
 
 ``POST /v1/messages`` answers as Anthropic's Messages API (see :mod:`tests.support.anthropic_fake`).
 
@@ -100,6 +101,9 @@ class FakeUpstream:
         model = data.get("model", "fake-chat")
         if model.startswith("fake-error-"):
             await _error_reply(send, int(model.rsplit("-", 1)[1]))
+            return
+        if model == "fake-null-message":  # an OpenAI-compatible server with an odd but parseable reply
+            await _json(send, 200, {**completion(model), "choices": [{"index": 0, "message": None}]})
             return
         if model == "fake-slow":
             await _sleep_unless_left(left, float(request.headers.get("x-fake-delay", "30")))
