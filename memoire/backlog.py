@@ -45,6 +45,8 @@ class Backlog:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._busy = False
+        self._current: dict[str, Any] | None = None
+        self._discard_current = False
         self._closed = False
         self._dropped_warned = False
         atexit.register(_flush_at_exit, weakref.ref(self), flush_timeout)
@@ -63,12 +65,20 @@ class Backlog:
                 self._thread.start()
             self._cond.notify()
 
-    def drop(self, matches: Callable[[dict[str, Any]], bool]) -> int:
-        """Remove queued entries that ``matches`` (a forgotten user's); returns how many."""
+    def drop(self, matches: Callable[[dict[str, Any]], bool], wait: float = 5.0) -> int:
+        """Remove entries that ``matches`` (a forgotten user's); returns how many. An entry being sent right
+        now is not sent again, and this waits (up to ``wait`` seconds) for its send to end, so that a
+        delete that follows comes after it."""
+        deadline = time.monotonic() + wait
         with self._cond:
             kept = [e for e in self._entries if not matches(e)]
             dropped = len(self._entries) - len(kept)
             self._entries = collections.deque(kept)
+            if self._busy and self._current is not None and matches(self._current):
+                self._discard_current = True
+                dropped += 1
+                while self._busy and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(left)
             return dropped
 
     def __len__(self) -> int:
@@ -101,6 +111,8 @@ class Backlog:
                     return
                 entry = self._entries.popleft()
                 self._busy = True
+                self._current = entry
+                self._discard_current = False
             outcome = "retry"
             try:
                 outcome = self._send(entry)
@@ -108,7 +120,8 @@ class Backlog:
                 log.exception("sending an exchange to Mémoire failed")
             with self._cond:
                 self._busy = False
-                if outcome == "retry":
+                self._current = None
+                if outcome == "retry" and not self._discard_current:
                     self._entries.appendleft(entry)
                 self._cond.notify_all()
                 if outcome != "retry":

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +27,8 @@ from memoire.backlog import Backlog
 log = logging.getLogger("memoire.sdk")
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+#: Seconds between two warnings that Mémoire is unreachable.
+WARN_EVERY = 300.0
 #: Statuses worth sending again later: the server is down, overloaded or limiting us.
 _RETRYABLE = frozenset({408, 409, 425, 429})
 
@@ -62,25 +65,30 @@ def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _Reachability:
-    """Logs once when Mémoire stops answering and once when it is back, never on every call."""
+    """Says when Mémoire stops answering, at most once every :data:`WARN_EVERY` seconds however many calls
+    fail (and however often it flaps), and, at debug level, when it answers again."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str) -> None:
+        self._what = what
         self._down = False
+        self._warned_at = -WARN_EVERY
         self._lock = threading.Lock()
 
     def failed(self, why: str) -> None:
+        now = time.monotonic()
         with self._lock:
-            if self._down:
-                return
             self._down = True
-        log.warning("Mémoire is unreachable (%s); calls go on without memory until it is back", why)
+            if now - self._warned_at < WARN_EVERY:
+                return
+            self._warned_at = now
+        log.warning("Mémoire %s failed (%s); calls go on without it until it is back", self._what, why)
 
     def ok(self) -> None:
         with self._lock:
             if not self._down:
                 return
             self._down = False
-        log.info("Mémoire is reachable again")
+        log.debug("Mémoire %s works again", self._what)
 
 
 class Memoire:
@@ -108,7 +116,8 @@ class Memoire:
         self._timeout = timeout
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout)
         self._async: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
-        self.reachability = _Reachability()
+        self.reachability = _Reachability("recall")
+        self.ingestion = _Reachability("ingestion")
         self._refusals: set[int] = set()
         self.backlog = Backlog(self._send_backlogged, max_size=backlog_size)
         self.facts = Facts(self)
@@ -215,13 +224,13 @@ class Memoire:
         try:
             response = self._http.post("/v1/ingest", json=body)
         except httpx.HTTPError as exc:
-            self.reachability.failed(type(exc).__name__)
+            self.ingestion.failed(type(exc).__name__)
             return "retry"
         if response.status_code < 300:
-            self.reachability.ok()
+            self.ingestion.ok()
             return "ok"
         if response.status_code >= 500 or response.status_code in _RETRYABLE:
-            self.reachability.failed(f"HTTP {response.status_code}")
+            self.ingestion.failed(f"HTTP {response.status_code}")
             return "retry"
         if response.status_code not in self._refusals:  # once per kind of refusal, not per exchange
             self._refusals.add(response.status_code)

@@ -28,6 +28,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from memory.users import storable
 from proxy.memory_block import add_to_messages
 
 if TYPE_CHECKING:
@@ -108,8 +109,10 @@ class _Call:
         }
         self.kwargs = {**kwargs, "extra_headers": headers} if isinstance(given, Mapping) else dict(kwargs)
         named = ours.get("x-memoire-user") or provider_user or default_user or DEFAULT_USER
-        self.user = str(named)
-        self.session: str | None = ours.get("x-memoire-session")
+        # As the proxy names users: NUL replaced, over 256 characters cut and suffixed with a hash.
+        self.user = storable(str(named))
+        session = ours.get("x-memoire-session")
+        self.session: str | None = storable(str(session)) if session else None
         self.recall = str(ours.get("x-memoire-recall", "on")).lower() != "off"
         self.ingest = str(ours.get("x-memoire-ingest", "on")).lower() != "off"
 
@@ -121,7 +124,11 @@ def _block(memoire: Memoire, call: _Call, query: str) -> str | None:
     if not _slots.acquire(blocking=False):  # this many already hang: do not pile more up
         memoire.reachability.failed("too many recalls waiting for an answer")
         return None
-    future = _executor.submit(_context, memoire, call.user, query)
+    try:
+        future = _executor.submit(_context, memoire, call.user, query)
+    except RuntimeError:  # the interpreter is shutting down
+        _slots.release()
+        return None
     try:
         found = future.result(timeout=memoire.recall_timeout)
     except concurrent.futures.TimeoutError:

@@ -15,8 +15,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -25,15 +25,13 @@ from redis.exceptions import RedisError
 
 from memoire.config import SpoolConfig
 from memoire.errors import StorageUnavailable
-from memory import db, exchanges
+from memory import db, exchanges, users
 from memory.exchanges import Exchange
 from memory.health import Health
 from memory.spool import Entry, Spool
 from worker.queue import enqueue_ingest
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
 #: Seconds ``accept`` waits for the spool before it answers 503.
 ACCEPT_TIMEOUT = 5.0
 
@@ -99,9 +97,6 @@ class Intake:
         self._config = config
         self._health = health
         self._inbox: asyncio.Queue[Build] = asyncio.Queue()
-        # Held while entries go from the spool to PostgreSQL, and while a user is forgotten: an entry read
-        # from the spool before a purge can then never be stored after it.
-        self._delivery = asyncio.Lock()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -157,10 +152,10 @@ class Intake:
         except TimeoutError as exc:
             raise StorageUnavailable("the exchange could not be written to the spool in time") from exc
 
-    async def purge(self, tenant_id: uuid.UUID, user: str, then: Callable[[], Awaitable[T]]) -> tuple[int, T]:
-        """Drop the user's exchanges waiting in the spool (those in memory are spooled first), then run
-        ``then`` (the database purge), with delivery held meanwhile. Returns the entries dropped and what
-        ``then`` returned."""
+    async def drop_spooled(self, tenant_id: uuid.UUID, user: str) -> int:
+        """Drop the user's exchanges waiting in the spool (those in memory are spooled first); returns how
+        many. Call it in the transaction that forgets the user, holding :func:`users.lock_names`: delivery
+        takes the same lock and stores only entries still in the spool, in every process."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
                 await self._inbox.join()
@@ -172,9 +167,7 @@ class Intake:
                 return False
             return exchange.tenant_id == tenant_id and exchange.user == user
 
-        async with self._delivery:
-            removed = await self._spool.remove_matching(matches)
-            return removed, await then()
+        return await self._spool.remove_matching(matches)
 
     # -- collect: build exchanges and make them durable --------------------------------------------
 
@@ -237,11 +230,9 @@ class Intake:
         while True:
             self._wake.clear()
             try:
-                async with self._delivery:
-                    entries = await self._spool.due(self._config.batch_size)
-                    if entries:
-                        await self._deliver(entries)
+                entries = await self._spool.due(self._config.batch_size)
                 if entries:
+                    await self._deliver(entries)
                     continue
                 delay = await self._spool.next_due_in()
             except Exception:
@@ -270,7 +261,11 @@ class Intake:
         attempts = max(e.attempts for e in entries)
         try:
             async with db.transaction(self._pool) as conn:
-                await exchanges.record(conn, [ex for _, ex in batch])
+                # Under the users' locks, only what is still spooled: a user forgotten since this batch was
+                # read (by this process or another) has had their entries taken out.
+                await users.lock_names(conn, ((ex.tenant_id, users.storable(ex.user)) for _, ex in batch))
+                present = await self._spool.present(entry.id for entry, _ in batch)
+                await exchanges.record(conn, [ex for entry, ex in batch if entry.id in present])
         except StorageUnavailable as exc:
             self._health.mark("database", ok=False)
             await self._defer(entries, attempts, str(exc))

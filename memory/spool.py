@@ -108,6 +108,22 @@ class Spool:
 
         await self._run(_remove)
 
+    async def present(self, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` are still in the spool."""
+        wanted = list(ids)
+
+        def _present() -> set[str]:
+            db = self._db()
+            found: set[str] = set()
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(r[0] for r in db.execute(f"SELECT id FROM spool WHERE id IN ({marks})", chunk))  # noqa: S608
+            return found
+
+        result: set[str] = await self._run(_present)
+        return result
+
     async def remove_matching(self, matches: Callable[[bytes], bool]) -> int:
         """Remove every entry whose payload ``matches`` (run on the spool's thread); return how many."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterable
 
 from memory.db import Connection
 
@@ -28,6 +29,18 @@ async def lock(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> No
         "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || $2::uuid::text, 7))",
         tenant_id,
         user_id,
+    )
+
+
+async def lock_names(conn: Connection, names: Iterable[tuple[uuid.UUID, str]]) -> None:
+    """Serialise, until the transaction ends, storing exchanges of these users (tenant, external id) with
+    forgetting them: across every process, since the lock is PostgreSQL's."""
+    pairs = sorted(set(names))
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(hashtextextended(t::text || ':' || n, 11))
+           FROM unnest($1::uuid[], $2::text[]) AS x(t, n) ORDER BY t, n""",
+        [t for t, _ in pairs],
+        [n for _, n in pairs],
     )
 
 

@@ -86,6 +86,8 @@ class Authenticator:
         self._config = config
         self._cache: OrderedDict[bytes, tuple[float, Principal | None]] = OrderedDict()
         self._lookups: dict[bytes, asyncio.Task[Principal | None]] = {}
+        self._generation = 0
+        """Bumped by :meth:`forget`: a lookup started before it must not cache its (stale) answer."""
         self._admin = keys.digest(config.admin_key) if config.admin_key else None
 
     async def authenticate(self, headers: Headers) -> Principal:
@@ -107,8 +109,10 @@ class Authenticator:
             raise AuthenticationError("Incorrect admin key provided.")
 
     def forget(self) -> None:
-        """Drop every cached lookup (after a key is revoked in this process)."""
+        """Drop every cached lookup (after a key is revoked in this process), and the answers of lookups
+        still on their way."""
         self._cache.clear()
+        self._generation += 1
 
     async def _principal(self, digest: bytes) -> Principal | None:
         hit = self._cache.get(digest)
@@ -127,7 +131,8 @@ class Authenticator:
         if task is None:
             task = asyncio.create_task(self._fetch(digest))
             self._lookups[digest] = task
-            task.add_done_callback(lambda done: self._settle(digest, done))
+            generation = self._generation
+            task.add_done_callback(lambda done: self._settle(digest, done, generation))
         return task
 
     async def _fetch(self, digest: bytes) -> Principal | None:
@@ -137,11 +142,19 @@ class Authenticator:
         except TimeoutError as exc:
             raise StorageUnavailable("cannot check the API key: the database did not answer") from exc
 
-    def _settle(self, digest: bytes, task: asyncio.Task[Principal | None]) -> None:
+    def _settle(self, digest: bytes, task: asyncio.Task[Principal | None], generation: int) -> None:
         del self._lookups[digest]
+        if generation != self._generation:
+            return  # a key was revoked meanwhile: this answer may predate it
+        expires = time.monotonic() + self._config.cache_ttl
         if task.cancelled() or task.exception() is not None:
-            return  # the database is away: a cached answer stays as it was
-        self._cache[digest] = (time.monotonic() + self._config.cache_ttl, task.result())
+            # The database is away: a known key keeps its answer, checked again after another cache_ttl
+            # (not on every request).
+            stale = self._cache.get(digest)
+            if stale is not None:
+                self._cache[digest] = (expires, stale[1])
+            return
+        self._cache[digest] = (expires, task.result())
         self._cache.move_to_end(digest)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)

@@ -47,12 +47,13 @@ _STATELESS = {
         }
     ),
 }
-_MODELS = re.compile(r"^/models(/[^/]+)?$")
+#: ``/models`` and ``/models/{id}``, the id in plain characters only (no ``\``, ``%``, spaces or controls).
+_MODELS = re.compile(r"/models(/[A-Za-z0-9._:@+-]+)?")
 
 
 def _stateless(method: str, subpath: str) -> bool:
     path = unquote(subpath).rstrip("/")
-    return path in _STATELESS.get(method, ()) or (method == "GET" and _MODELS.match(path) is not None)
+    return path in _STATELESS.get(method, ()) or (method == "GET" and _MODELS.fullmatch(path) is not None)
 
 
 async def forward(scope: Scope, receive: Receive, send: Send) -> None:

@@ -9,7 +9,7 @@ import msgspec
 from litestar import delete, get, post
 from litestar.params import FromPath, FromQuery
 
-from memoire.errors import InvalidField, NotFound, decode
+from memoire.errors import Conflict, NotFound, decode
 from memory import db, keys, users
 from memory.exchanges import DEFAULT_USER
 from memory.facts import NO_NUL
@@ -55,7 +55,7 @@ async def create_key(request: AnyRequest) -> CreatedKey:
                 rate_limit=body.rate_limit,
             )
         except keys.TenantExists as exc:
-            raise InvalidField(str(exc), param="tenant") from exc
+            raise Conflict(str(exc), param="tenant") from exc
     return CreatedKey(key=new.key, info=new.info)
 
 

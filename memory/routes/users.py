@@ -36,12 +36,12 @@ async def _forget(request: AnyRequest, user_id: str) -> Forgotten:
     intake: Intake = request.app.state.intake
     pool = memory(request).pool
 
-    async def purge_database() -> purge.Purged | None:
-        async with db.transaction(pool) as conn:
-            return await purge.purge_user(conn, tenant_id, name)
-
-    # Delivery from the spool is held meanwhile: nothing read from it before can be stored after.
-    spooled, purged = await intake.purge(tenant_id, name, purge_database)
+    async with db.transaction(pool) as conn:
+        # Storing the user's exchanges waits on this lock, in every API process, and then stores only
+        # what is still spooled: nothing read from the spool before can be stored after.
+        await users.lock_names(conn, [(tenant_id, name)])
+        spooled = await intake.drop_spooled(tenant_id, name)
+        purged = await purge.purge_user(conn, tenant_id, name)
     if purged is None and not spooled:
         raise NotFound(f"no user {user_id!r}", param="user_id")
     deleted = purged or purge.Purged()

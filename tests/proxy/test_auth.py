@@ -140,6 +140,16 @@ def test_key_lookups_are_cached_for_the_configured_time(start_proxy: ProxyFactor
         )
 
 
+def test_a_new_key_never_joins_an_existing_tenant_by_name(http: httpx.Client) -> None:
+    new_key(http, "acme")
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    clash = http.post("/v1/admin/keys", json={"name": "acme"}, headers=admin)
+    assert assert_openai_error(clash, 409, "conflict")["param"] == "tenant"
+    joined = http.post("/v1/admin/keys", json={"name": "acme-ci", "tenant": "acme"}, headers=admin)
+    assert joined.status_code == 201
+    assert joined.json()["info"]["tenant"] == "acme"
+
+
 def test_the_admin_api_needs_the_admin_key(http: httpx.Client, start_proxy: ProxyFactory) -> None:
     key = new_key(http, "app")
     for headers in ({}, {"authorization": f"Bearer {key}"}, {"authorization": "Bearer nope"}):
@@ -174,7 +184,8 @@ def test_the_servers_provider_key_serves_only_stateless_operations(
     bearer = {"authorization": f"Bearer {key}"}
     # Files, stored completions, batches … live in the provider account every tenant shares.
     for method, path in (("GET", "/v1/files"), ("GET", "/v1/chat/completions"), ("POST", "/v1/batches"),
-                         ("DELETE", "/v1/files/file-1"), ("POST", "/v1/responses")):  # fmt: skip
+                         ("DELETE", "/v1/files/file-1"), ("POST", "/v1/responses"),
+                         ("GET", "/v1/models/%5C..%5Cfiles"), ("GET", "/v1/models/a/b")):  # fmt: skip
         response = http.request(method, path, headers=bearer, json={})
         assert "X-Memoire-Key" in assert_openai_error(response, 403, "permission_denied")["message"]
     assert fake.requests == []
