@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     command("migrate", "Apply pending database migrations.")
     jobs = command("jobs", "Run worker tasks on demand.")
     jobs.add_argument("action", choices=["run"])
-    jobs.add_argument("task", help="the task: extract_facts_task or reembed_facts")
+    jobs.add_argument("task", help="the task: extract_facts_task, reembed_facts or decay_stale_facts")
     jobs.add_argument("--user", help="only this end user (external id)")
     jobs.add_argument("--retry-failed", action="store_true", help="replay failed chat logs too")
     keys = command("keys", "Manage API keys (mk_…).")

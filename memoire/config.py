@@ -198,6 +198,17 @@ class AuthConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True
     """Seconds the rate-limit check may wait for Redis; past it, or with Redis down, the call goes through."""
 
 
+class CareConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    decay_grace_days: int = 30
+    """Days a fact may go unused (not recalled, reinforced or corrected) before its confidence decays."""
+    decay_half_life_days: float = 90.0
+    """Past the grace, days of disuse that halve a fact's confidence."""
+    archive_below: float = 0.15
+    """Confidence under which a decayed fact is archived: recall skips it, history and the API keep it."""
+    batch_users: int = 200
+    """Users one step of a care task handles in one short transaction."""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
@@ -209,6 +220,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     llm: LLMConfig = msgspec.field(default_factory=LLMConfig)
     embeddings: EmbeddingsConfig = msgspec.field(default_factory=EmbeddingsConfig)
     memory: MemoryConfig = msgspec.field(default_factory=MemoryConfig)
+    care: CareConfig = msgspec.field(default_factory=CareConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -328,6 +340,8 @@ def _check(config: Config) -> None:
         ("embeddings", "threads"): config.embeddings.threads,
         ("memory", "recall_limit"): config.memory.recall_limit,
         ("memory", "block_tokens"): config.memory.block_tokens,
+        ("care", "decay_half_life_days"): config.care.decay_half_life_days,
+        ("care", "batch_users"): config.care.batch_users,
     }
     for (section, key), value in positive.items():
         if value <= 0:

@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 
 from memoire.config import Config
 from memoire.errors import MemoireError
 from memory import db, embeddings, reembed
+from memory.care import decay
 from memory.extraction import job, llm
 from memory.service import Memory
 
-TASKS = ("extract_facts_task", "reembed_facts")
+TASKS = ("extract_facts_task", "reembed_facts", "decay_stale_facts")
 PAGE = 200
 
 _PAGE = """
@@ -90,9 +91,19 @@ async def run_reembed(config: Config, dsn: str, *, user: str | None) -> Counter[
     return outcomes
 
 
+async def run_decay(config: Config, dsn: str, *, user: str | None) -> Counter[str]:
+    pool = await db.create_pool(config.database, dsn)
+    try:
+        return await decay.decay_stale_facts(pool, config.care, datetime.now(UTC), user=user)
+    finally:
+        await db.close_pool(pool)
+
+
 def run(config: Config, dsn: str, task: str, *, user: str | None, retry_failed: bool) -> Counter[str]:
     if task == "extract_facts_task":
         return asyncio.run(run_extract(config, dsn, user=user, retry_failed=retry_failed))
     if task == "reembed_facts":
         return asyncio.run(run_reembed(config, dsn, user=user))
+    if task == "decay_stale_facts":
+        return asyncio.run(run_decay(config, dsn, user=user))
     raise MemoireError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")

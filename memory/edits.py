@@ -48,6 +48,8 @@ class FactPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     importance: Unit | UnsetType = UNSET
     metadata: dict[str, Any] | UnsetType = UNSET
     status: Literal["active", "archived"] | UnsetType = UNSET
+    pinned: bool | UnsetType = UNSET
+    """A pinned fact never decays."""
 
     def __post_init__(self) -> None:
         for name in ("valid_from", "valid_to"):
@@ -111,6 +113,7 @@ async def update(
         changes.update(embedding=vector, embedding_model=model, embedding_dim=len(vector))
     if "status" in changes:
         changes["expired_at"] = datetime.now(UTC) if changes["status"] == "archived" else None
+
     if changes:
         # Column names come from FactPatch's fields (and the three above), never from the request.
         assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(changes, start=3))

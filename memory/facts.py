@@ -99,6 +99,10 @@ class Fact(msgspec.Struct, kw_only=True):
     source_chat_log_ids: list[uuid.UUID]
     embedding_model: str | None
     metadata: dict[str, Any]
+    pinned: bool = False
+    """Set by the app (``PATCH``): the fact never decays."""
+    essential: bool = False
+    """Promoted by ``optimize_memory``: the fact never decays."""
     score: float | None = None
     """Recall's ranking score (only in recall results)."""
 
@@ -116,7 +120,7 @@ EFFECTIVE_TEMPORAL = """(CASE
 COLUMNS = f"""f.id, u.external_id AS user_external_id, f.text, f.category, f.slot, f.value,
     {EFFECTIVE_TEMPORAL} AS effective_temporal, f.temporal_status, f.valid_from, f.valid_to, f.observed_at,
     f.created_at, f.expired_at, f.status, f.superseded_by, f.confidence, f.importance, f.recall_count,
-    f.last_recalled_at, f.source_chat_log_ids, f.embedding_model, f.metadata"""
+    f.last_recalled_at, f.source_chat_log_ids, f.embedding_model, f.metadata, f.pinned, f.essential"""
 
 
 def from_row(row: Any, score: float | None = None) -> Fact:
@@ -143,5 +147,7 @@ def from_row(row: Any, score: float | None = None) -> Fact:
         source_chat_log_ids=list(row["source_chat_log_ids"]),
         embedding_model=row["embedding_model"],
         metadata=row["metadata"],
+        pinned=row["pinned"],
+        essential=row["essential"],
         score=score,
     )

@@ -20,6 +20,9 @@ from worker.queue import INGEST_EXCHANGE
 
 log = logging.getLogger(__name__)
 
+#: Seconds a care task may run before it is abandoned (and run again at its next time).
+CARE_TIMEOUT = 3600
+
 
 def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory | None = None) -> type:
     """A ``WorkerSettings`` class for ``arq.worker.create_worker``."""
@@ -51,9 +54,14 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
     class WorkerSettings:
         # Results are not kept: the job id then only dedups while a job is queued or running, so the
         # requeue sweep can queue a still-pending log again.
-        functions: ClassVar[list[Any]] = [func(tasks.extract_facts_task, name=INGEST_EXCHANGE, keep_result=0)]
+        functions: ClassVar[list[Any]] = [
+            func(tasks.extract_facts_task, name=INGEST_EXCHANGE, keep_result=0),
+            func(tasks.decay_stale_facts, keep_result=0, timeout=CARE_TIMEOUT),
+        ]
         cron_jobs: ClassVar[list[Any]] = [
-            cron(tasks.requeue_pending, second={0, 30}, run_at_startup=True, timeout=60)
+            cron(tasks.requeue_pending, second={0, 30}, run_at_startup=True, timeout=60),
+            # Daily, off the hour most schedules crowd.
+            cron(tasks.decay_stale_facts, hour={3}, minute={17}, second={0}, timeout=CARE_TIMEOUT),
         ]
         # Keep trying to reach Redis rather than exiting: it may come back.
         redis_settings = dataclasses.replace(

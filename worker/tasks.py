@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from arq import Retry
 
 from memoire.errors import DependencyError, StorageUnavailable
 from memory import db
+from memory.care import decay
 from memory.extraction import job
 from worker.queue import count_extraction, enqueue_ingest
 
@@ -48,6 +51,17 @@ async def extract_facts_task(ctx: dict[str, Any], tenant_id: str, chat_log_id: s
         return f"pending: {exc}"
     await count_extraction(ctx["redis"], outcome)
     return outcome
+
+
+async def decay_stale_facts(ctx: dict[str, Any], user: str | None = None) -> dict[str, int]:
+    """Daily: fade the confidence of unused facts and archive the faded (see :mod:`memory.care.decay`)."""
+    report = await decay.decay_stale_facts(ctx["pool"], ctx["config"].care, datetime.now(UTC), user=user)
+    log.info("decay_stale_facts: %s", _summary(report))
+    return dict(report)
+
+
+def _summary(report: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {what}" for what, n in sorted(report.items())) or "nothing to do"
 
 
 async def requeue_pending(ctx: dict[str, Any]) -> int:

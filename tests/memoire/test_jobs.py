@@ -93,3 +93,19 @@ def test_reembed_facts_brings_another_models_facts_back_to_search_by_meaning(
         assert fact["embedding_model"] == "all-MiniLM-L6-v2"
         again = run_jobs(pg_dsn, llm_url, task="reembed_facts")
         assert again.stdout.strip().splitlines()[-1] == "reembed_facts: nothing to do"
+
+
+async def test_decay_runs_on_demand_and_reports_what_it_changed(
+    db: asyncpg.Pool, pg_dsn: str, llm_url: str
+) -> None:
+    async with db.acquire() as conn:
+        await exchanges.record(conn, [said("old", "hello")])
+        await conn.execute(
+            """INSERT INTO memory_facts (tenant_id, user_id, text, confidence, updated_at)
+               SELECT tenant_id, id, 'Likes old things', 0.8, now() - interval '400 days' FROM users"""
+        )
+    first = run_jobs(pg_dsn, llm_url, task="decay_stale_facts")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "decay_stale_facts: 1 archived, 1 users"
+    again = run_jobs(pg_dsn, llm_url, task="decay_stale_facts")
+    assert again.stdout.strip() == "decay_stale_facts: 1 users"

@@ -257,9 +257,12 @@ async def test_anthropic_extraction_goes_through_its_sdk(
 def test_worker_settings_poll_fast_and_register_the_jobs(redis_url: str) -> None:
     settings = worker_settings(config(redis_url), "postgresql://unused")
     assert settings.poll_delay <= 0.1  # type: ignore[attr-defined]
-    assert [f.name for f in settings.functions] == [INGEST_EXCHANGE]  # type: ignore[attr-defined]
+    assert [f.name for f in settings.functions] == [INGEST_EXCHANGE, "decay_stale_facts"]  # type: ignore[attr-defined]
     assert INGEST_EXCHANGE == "extract_facts_task"
-    assert [c.name for c in settings.cron_jobs] == ["cron:requeue_pending"]  # type: ignore[attr-defined]
+    assert [c.name for c in settings.cron_jobs] == [  # type: ignore[attr-defined]
+        "cron:requeue_pending",
+        "cron:decay_stale_facts",
+    ]
     assert settings.queue_name == "memoire:queue"  # type: ignore[attr-defined]
 
 
@@ -318,3 +321,38 @@ async def test_sloppy_slots_values_and_categories_are_tidied_not_lost(
     assert stored["Lives in Lisbon"]["slot"] == "home_city"
     assert stored["Lives in Lisbon"]["category"] == "other"
     assert len(stored["Likes long things"]["value"]) == 500
+
+
+def test_care_tasks_are_scheduled_as_documented(redis_url: str, pg_dsn: str) -> None:
+    settings = worker_settings(config(redis_url), pg_dsn)
+    schedules = {job.name: job for job in settings.cron_jobs}  # type: ignore[attr-defined]
+    decay = schedules["cron:decay_stale_facts"]
+    assert (decay.hour, decay.minute, decay.second) == ({3}, {17}, {0})  # daily
+    assert decay.timeout_s == 3600
+    assert "decay_stale_facts" in {f.name for f in settings.functions}  # type: ignore[attr-defined]
+
+
+async def test_decay_runs_on_demand_through_the_queue(
+    db: asyncpg.Pool, redis_url: str, pg_dsn: str, embedder: LocalEmbedder
+) -> None:
+    cfg = config(redis_url)
+    exchange = said("old", "hello")
+    async with db.acquire() as conn:
+        await exchanges.record(conn, [exchange])
+        user = await conn.fetchval("SELECT id FROM users WHERE external_id = 'old'")
+        await conn.execute(
+            """INSERT INTO memory_facts (tenant_id, user_id, text, confidence, created_at, updated_at)
+               VALUES ($1, $2, 'Likes old things', 0.8, now() - interval '400 days',
+                       now() - interval '400 days')""",
+            DEFAULT_TENANT_ID,
+            user,
+        )
+    redis = queue.connect(cfg.redis)
+    try:
+        job = await redis.enqueue_job("decay_stale_facts", user="old")
+        assert job is not None
+    finally:
+        await redis.aclose(close_connection_pool=True)
+    worker = await run_burst(cfg, pg_dsn, embedder)
+    assert worker.jobs_failed == 0
+    assert await db.fetchval("SELECT status FROM memory_facts") == "archived"

@@ -1,0 +1,38 @@
+"""Users in keyset pages: how care tasks walk any number of users without loading a table."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from memory import db
+
+UserKey = tuple[uuid.UUID, uuid.UUID]
+"""(tenant_id, user_id)."""
+
+_PAGE = """
+SELECT tenant_id, id FROM users
+WHERE ($1::uuid IS NULL OR (tenant_id, id) > ($1, $2::uuid))
+  AND ($3::text IS NULL OR external_id = $3)
+  AND ($4::uuid IS NULL OR tenant_id = $4)
+ORDER BY tenant_id, id LIMIT $5
+"""
+
+
+async def user_pages(
+    pool: asyncpg.Pool, size: int, *, user: str | None = None, tenant_id: uuid.UUID | None = None
+) -> AsyncIterator[list[UserKey]]:
+    """Every user (or those named ``user``, in ``tenant_id``), ``size`` at a time, in (tenant, id) order."""
+    after: UserKey | None = None
+    while True:
+        async with db.connection(pool) as conn:
+            rows = await conn.fetch(
+                _PAGE, after[0] if after else None, after[1] if after else None, user, tenant_id, size
+            )
+        if not rows:
+            return
+        page = [(r["tenant_id"], r["id"]) for r in rows]
+        yield page
+        after = page[-1]
