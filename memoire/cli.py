@@ -5,6 +5,7 @@ memoire serve    the API only
 memoire worker   the ARQ worker only
 memoire migrate  apply pending migrations and exit
 memoire jobs run TASK [--user U] [--retry-failed]   run a worker task now, in this process
+memoire jobs failed | retry ID|--all                 list failed jobs with their reason; queue them again
 memoire models prepare                              export the local embedding model to ONNX (once)
 memoire keys create --name NAME | list | revoke ID  manage API keys (mk_…)
 """
@@ -61,11 +62,18 @@ def _parser() -> argparse.ArgumentParser:
     command("serve", "Run the API (the proxy and the REST API).", server=True)
     command("worker", "Run the ARQ worker.")
     command("migrate", "Apply pending database migrations.")
-    jobs = command("jobs", "Run worker tasks on demand.")
-    jobs.add_argument("action", choices=["run"])
-    jobs.add_argument("task", help="the task: extract_facts_task, reembed_facts or decay_stale_facts")
-    jobs.add_argument("--user", help="only this end user (external id)")
-    jobs.add_argument("--retry-failed", action="store_true", help="replay failed chat logs too")
+    jobs = command("jobs", "Run worker tasks on demand; see and replay failed jobs.")
+    jobs.add_argument("action", choices=["run", "failed", "retry"])
+    jobs.add_argument(
+        "target",
+        nargs="?",
+        help="run: the task (extract_facts_task, reembed_facts, decay_stale_facts); retry: a failed job's id",
+    )
+    jobs.add_argument("--user", help="run: only this end user (external id)")
+    jobs.add_argument(
+        "--retry-failed", action="store_true", help="run extract_facts_task: replay failed logs too"
+    )
+    jobs.add_argument("--all", action="store_true", help="retry: every failed job")
     keys = command("keys", "Manage API keys (mk_…).")
     key_actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     # The common options also after the action (`memoire keys list --data-dir D`), without resetting them.
@@ -133,13 +141,23 @@ def cmd_migrate(config: Config) -> int:
 def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
     from memoire import jobs
 
+    if args.action == "failed":
+        return jobs.show_failed(config, _dsn(config))
+    if args.action == "retry":
+        if not args.target and not args.all:
+            print("memoire: give a failed job's id (see `memoire jobs failed`), or --all", file=sys.stderr)
+            return 2
+        return jobs.retry_failed(config, _dsn(config), None if args.all else args.target)
+    if not args.target:
+        print(f"memoire: name the task to run: {', '.join(jobs.TASKS)}", file=sys.stderr)
+        return 2
     try:
-        outcomes = jobs.run(config, _dsn(config), args.task, user=args.user, retry_failed=args.retry_failed)
+        outcomes = jobs.run(config, _dsn(config), args.target, user=args.user, retry_failed=args.retry_failed)
     except MemoireError as exc:
         print(f"memoire: {exc.message}", file=sys.stderr)
         return 1
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())) or "nothing to do"
-    print(f"{args.task}: {summary}")
+    print(f"{args.target}: {summary}")
     return 0 if not outcomes.get("failed") else 3
 
 

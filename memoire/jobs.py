@@ -21,6 +21,7 @@ from memory import db, embeddings, reembed
 from memory.care import decay
 from memory.extraction import job, llm
 from memory.service import Memory
+from worker import failures, queue
 
 TASKS = ("extract_facts_task", "reembed_facts", "decay_stale_facts")
 PAGE = 200
@@ -107,3 +108,51 @@ def run(config: Config, dsn: str, task: str, *, user: str | None, retry_failed: 
     if task == "decay_stale_facts":
         return asyncio.run(run_decay(config, dsn, user=user))
     raise MemoireError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+
+
+def show_failed(config: Config, dsn: str) -> int:
+    """Print the failed jobs, newest first."""
+
+    async def fetch() -> list[failures.FailedJob]:
+        pool = await db.create_pool(config.database, dsn)
+        try:
+            async with db.connection(pool) as conn:
+                return await failures.listing(conn)
+        finally:
+            await db.close_pool(pool)
+
+    failed = asyncio.run(fetch())
+    for failure in failed:
+        print(
+            f"{failure.id}  {failure.task}  {failure.failed_at:%Y-%m-%d %H:%M:%S}  {failure.tries} tries"
+            f"  {failure.reason}"
+        )
+    if not failed:
+        print("no failed jobs")
+    return 0
+
+
+def retry_failed(config: Config, dsn: str, failure_id: str | None) -> int:
+    """Queue failed jobs again (one by id, or all) for the worker."""
+    try:
+        wanted = uuid.UUID(failure_id) if failure_id else None
+    except ValueError:
+        print(f"memoire: {failure_id!r} is not a failed job's id (see `memoire jobs failed`)")
+        return 2
+
+    async def run() -> list[failures.FailedJob]:
+        pool = await db.create_pool(config.database, dsn)
+        redis = queue.connect(config.redis)
+        try:
+            return await failures.retry(pool, redis, wanted)
+        finally:
+            await redis.aclose(close_connection_pool=True)
+            await db.close_pool(pool)
+
+    queued = asyncio.run(run())
+    for failure in queued:
+        print(f"queued again: {failure.id}  {failure.task}")
+    if failure_id and not queued:
+        print(f"memoire: no failed job {failure_id}")
+        return 1
+    return 0

@@ -24,6 +24,7 @@ from memory.routes import ROUTES
 from memory.service import EmbedderFactory, Memory
 from memory.spool import Spool
 from proxy import services as services_
+from proxy.admin_jobs import failed_jobs, retry_job, run_task
 from proxy.auth import PUBLIC, Authenticator, auth_middleware
 from proxy.chat import chat_completions
 from proxy.context import memory_context
@@ -152,7 +153,18 @@ def create_app(
             await db.close_pool(pool)
 
     return Litestar(
-        route_handlers=[chat_completions, passthrough, memory_context, healthz, readyz, metrics, *ROUTES],
+        route_handlers=[
+            chat_completions,
+            passthrough,
+            memory_context,
+            healthz,
+            readyz,
+            metrics,
+            run_task,
+            failed_jobs,
+            retry_job,
+            *ROUTES,
+        ],
         lifespan=[lifespan],
         middleware=[metrics_middleware, auth_middleware],
         exception_handlers={

@@ -20,8 +20,8 @@ from worker.queue import INGEST_EXCHANGE
 
 log = logging.getLogger(__name__)
 
-#: Seconds a care task may run before it is abandoned (and run again at its next time).
-CARE_TIMEOUT = 3600
+#: arq's own limit on a care task: beyond the task's timeout, so the task's own handling comes first.
+CARE_TIMEOUT = tasks.CARE_TIMEOUT + 60
 
 
 def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory | None = None) -> type:

@@ -14,6 +14,7 @@ from memoire.errors import DependencyError, StorageUnavailable
 from memory import db
 from memory.care import decay
 from memory.extraction import job
+from worker.failures import guarded
 from worker.queue import count_extraction, enqueue_ingest
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,11 @@ async def extract_facts_task(ctx: dict[str, Any], tenant_id: str, chat_log_id: s
     return outcome
 
 
+#: Seconds one run of a care task may take; past it, it is retried (and recorded if it keeps failing).
+CARE_TIMEOUT = 3600.0
+
+
+@guarded("decay_stale_facts", CARE_TIMEOUT)
 async def decay_stale_facts(ctx: dict[str, Any], user: str | None = None) -> dict[str, int]:
     """Daily: fade the confidence of unused facts and archive the faded (see :mod:`memory.care.decay`)."""
     report = await decay.decay_stale_facts(ctx["pool"], ctx["config"].care, datetime.now(UTC), user=user)

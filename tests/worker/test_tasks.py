@@ -24,7 +24,7 @@ def config(redis_url: str, llm_url: str | None = None, **llm: Any) -> Config:
     sections: dict[str, Any] = {
         "redis": {"url": redis_url},
         "database": {"pool_min": 1},
-        "worker": {"requeue_after": 0, "max_tries": 2},
+        "worker": {"requeue_after": 0, "max_tries": 2, "retry_delay": 0.05},
     }
     if llm_url is not None:
         sections["llm"] = {"provider": "openai-compatible", "base_url": llm_url, "model": "fake", **llm}
@@ -328,7 +328,7 @@ def test_care_tasks_are_scheduled_as_documented(redis_url: str, pg_dsn: str) -> 
     schedules = {job.name: job for job in settings.cron_jobs}  # type: ignore[attr-defined]
     decay = schedules["cron:decay_stale_facts"]
     assert (decay.hour, decay.minute, decay.second) == ({3}, {17}, {0})  # daily
-    assert decay.timeout_s == 3600
+    assert decay.timeout_s == 3660
     assert "decay_stale_facts" in {f.name for f in settings.functions}  # type: ignore[attr-defined]
 
 

@@ -1,0 +1,73 @@
+"""The admin API for worker jobs: run a task now, see failed jobs with their reason, queue them again.
+
+Guarded by ``auth.admin_key`` like the key endpoints (see :mod:`proxy.auth`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import msgspec
+from litestar import get, post
+from litestar.params import FromPath
+from redis.exceptions import RedisError
+
+from memoire.errors import NotFound, StorageUnavailable, decode
+from memory import db
+from memory.facts import NO_NUL
+from memory.routes.context import AnyRequest
+from proxy import services as services_
+from worker import failures
+
+#: Tasks an operator may queue by hand, with the arguments each takes.
+RUNNABLE = frozenset({"decay_stale_facts"})
+
+
+class RunTask(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NO_NUL)] | None = None
+    """Only this end user (in every tenant); default: everyone."""
+
+
+class Queued(msgspec.Struct):
+    task: str
+    job_id: str
+
+
+class FailedJobs(msgspec.Struct):
+    failed: list[failures.FailedJob]
+
+
+_decoder = msgspec.json.Decoder(RunTask)
+
+
+@post("/v1/admin/jobs/{task:str}", status_code=202, opt={"admin": True, "body": RunTask})
+async def run_task(request: AnyRequest, task: FromPath[str]) -> Queued:
+    """Queue a care task now, for everyone or one user."""
+    if task not in RUNNABLE:
+        raise NotFound(f"no task {task!r}; tasks: {', '.join(sorted(RUNNABLE))}", param="task")
+    body = decode(_decoder, await request.body() or b"{}")
+    services = services_.from_scope(request.scope)
+    try:
+        job = await services.redis.enqueue_job(task, user=body.user_id)
+    except (RedisError, OSError) as exc:
+        raise StorageUnavailable("the job queue (Redis) is unavailable") from exc
+    return Queued(task=task, job_id=job.job_id if job is not None else "")
+
+
+@get("/v1/admin/jobs/failed", opt={"admin": True})
+async def failed_jobs(request: AnyRequest) -> FailedJobs:
+    """Jobs that failed for good, newest first, with their reason."""
+    services = services_.from_scope(request.scope)
+    async with db.connection(services.pool) as conn:
+        return FailedJobs(failed=await failures.listing(conn))
+
+
+@post("/v1/admin/jobs/failed/{failure_id:uuid}/retry", status_code=202, opt={"admin": True})
+async def retry_job(request: AnyRequest, failure_id: FromPath[uuid.UUID]) -> FailedJobs:
+    """Queue a failed job again."""
+    services = services_.from_scope(request.scope)
+    queued = await failures.retry(services.pool, services.redis, failure_id)
+    if not queued:
+        raise NotFound(f"no failed job {failure_id}", param="failure_id")
+    return FailedJobs(failed=queued)
