@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from memoire.config import Config
 from memoire.errors import MemoireError
 from memory import db, embeddings, reembed
-from memory.care import decay
+from memory.care import decay, dedup, pages, supersession
 from memory.extraction import job, llm
 from memory.service import Memory
 from worker import failures, queue
 
-TASKS = ("extract_facts_task", "reembed_facts", "decay_stale_facts")
+TASKS = ("extract_facts_task", "reembed_facts", "decay_stale_facts", "run_deduplication", "run_supersession")
 PAGE = 200
 
 _PAGE = """
@@ -100,6 +100,25 @@ async def run_decay(config: Config, dsn: str, *, user: str | None) -> Counter[st
         await db.close_pool(pool)
 
 
+async def run_per_user(config: Config, dsn: str, task: str, *, user: str | None) -> Counter[str]:
+    """``run_deduplication`` or ``run_supersession`` over every user (or those named ``user``)."""
+    pool = await db.create_pool(config.database, dsn)
+    report: Counter[str] = Counter()
+    try:
+        async for page in pages.user_pages(pool, config.care.batch_users, user=user):
+            for tenant_id, user_id in page:
+                report["users"] += 1
+                if task == "run_deduplication":
+                    report.update(
+                        await dedup.deduplicate_user(pool, tenant_id, user_id, config.memory.dedup_similarity)
+                    )
+                else:
+                    report.update(await supersession.supersede_user(pool, tenant_id, user_id))
+    finally:
+        await db.close_pool(pool)
+    return report
+
+
 def run(config: Config, dsn: str, task: str, *, user: str | None, retry_failed: bool) -> Counter[str]:
     if task == "extract_facts_task":
         return asyncio.run(run_extract(config, dsn, user=user, retry_failed=retry_failed))
@@ -107,6 +126,8 @@ def run(config: Config, dsn: str, task: str, *, user: str | None, retry_failed: 
         return asyncio.run(run_reembed(config, dsn, user=user))
     if task == "decay_stale_facts":
         return asyncio.run(run_decay(config, dsn, user=user))
+    if task in ("run_deduplication", "run_supersession"):
+        return asyncio.run(run_per_user(config, dsn, task, user=user))
     raise MemoireError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
 
 

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 #: arq's own limit on a care task: beyond the task's timeout, so the task's own handling comes first.
 CARE_TIMEOUT = tasks.CARE_TIMEOUT + 60
+PIPELINE_TIMEOUT = tasks.PIPELINE_TIMEOUT + 60
 
 
 def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory | None = None) -> type:
@@ -57,6 +58,8 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
         functions: ClassVar[list[Any]] = [
             func(tasks.extract_facts_task, name=INGEST_EXCHANGE, keep_result=0),
             func(tasks.decay_stale_facts, keep_result=0, timeout=CARE_TIMEOUT),
+            func(tasks.run_deduplication, keep_result=0, timeout=PIPELINE_TIMEOUT),
+            func(tasks.run_supersession, keep_result=0, timeout=PIPELINE_TIMEOUT),
         ]
         cron_jobs: ClassVar[list[Any]] = [
             cron(tasks.requeue_pending, second={0, 30}, run_at_startup=True, timeout=60),

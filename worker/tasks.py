@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq import Retry
 
 from memoire.errors import DependencyError, StorageUnavailable
 from memory import db
-from memory.care import decay
+from memory.care import decay, dedup, pages, supersession
 from memory.extraction import job
 from worker.failures import guarded
 from worker.queue import count_extraction, enqueue_ingest
@@ -21,6 +22,10 @@ log = logging.getLogger(__name__)
 
 #: Chat logs re-queued by one sweep at most, oldest first.
 REQUEUE_BATCH = 1000
+#: Seconds one run of a care task may take; past it, it is retried (and recorded if it keeps failing).
+CARE_TIMEOUT = 3600.0
+#: Seconds one user's pipeline step may take.
+PIPELINE_TIMEOUT = 300.0
 
 
 async def extract_facts_task(ctx: dict[str, Any], tenant_id: str, chat_log_id: str) -> str:
@@ -51,11 +56,72 @@ async def extract_facts_task(ctx: dict[str, Any], tenant_id: str, chat_log_id: s
         await count_extraction(ctx["redis"], "pending")
         return f"pending: {exc}"
     await count_extraction(ctx["redis"], outcome)
+    if outcome == "extracted":
+        await _chain(ctx, "run_deduplication", tenant_id, chat_log_id=chat_log_id)
     return outcome
 
 
-#: Seconds one run of a care task may take; past it, it is retried (and recorded if it keeps failing).
-CARE_TIMEOUT = 3600.0
+async def _chain(ctx: dict[str, Any], task: str, tenant_id: str, **key: str) -> None:
+    """Queue the next step of the per-user pipeline; one job per user while it waits (its id says so)."""
+    if "chat_log_id" in key:
+        async with db.connection(ctx["pool"]) as conn:
+            user_id = await conn.fetchval(
+                "SELECT user_id FROM chat_logs WHERE tenant_id = $1 AND id = $2",
+                uuid.UUID(tenant_id),
+                uuid.UUID(key["chat_log_id"]),
+            )
+        if user_id is None:
+            return
+        key = {"user_id": str(user_id)}
+    await ctx["redis"].enqueue_job(
+        task, tenant_id=tenant_id, user_id=key["user_id"], _job_id=f"{task}:{tenant_id}:{key['user_id']}"
+    )
+
+
+#: The facts ``run_deduplication`` looks at after an ingest: those this recent (older ones were looked at
+#: then, and consolidate_user_memory looks at all of them weekly).
+RECENT = timedelta(days=1)
+
+
+@guarded("run_deduplication", PIPELINE_TIMEOUT)
+async def run_deduplication(
+    ctx: dict[str, Any], tenant_id: str | None = None, user_id: str | None = None, user: str | None = None
+) -> dict[str, int]:
+    """After an extraction: merge the user's recent facts that repeat older ones, then queue
+    ``run_supersession``. Without ids (on demand): every user's facts, or those of users named ``user``."""
+    config = ctx["config"]
+    if tenant_id is not None and user_id is not None:
+        report = await dedup.deduplicate_user(
+            ctx["pool"], uuid.UUID(tenant_id), uuid.UUID(user_id), config.memory.dedup_similarity,
+            since=datetime.now(UTC) - RECENT,
+        )  # fmt: skip
+        await _chain(ctx, "run_supersession", tenant_id, user_id=user_id)
+        return dict(report)
+    report = Counter[str]()
+    async for page in pages.user_pages(ctx["pool"], config.care.batch_users, user=user):
+        for tenant, member in page:
+            report["users"] += 1
+            report.update(
+                await dedup.deduplicate_user(ctx["pool"], tenant, member, config.memory.dedup_similarity)
+            )
+    log.info("run_deduplication: %s", _summary(report))
+    return dict(report)
+
+
+@guarded("run_supersession", PIPELINE_TIMEOUT)
+async def run_supersession(
+    ctx: dict[str, Any], tenant_id: str | None = None, user_id: str | None = None, user: str | None = None
+) -> dict[str, int]:
+    """After deduplication: one current fact per single-valued slot. Without ids: every user (or ``user``)."""
+    if tenant_id is not None and user_id is not None:
+        return dict(await supersession.supersede_user(ctx["pool"], uuid.UUID(tenant_id), uuid.UUID(user_id)))
+    report = Counter[str]()
+    async for page in pages.user_pages(ctx["pool"], ctx["config"].care.batch_users, user=user):
+        for tenant, member in page:
+            report["users"] += 1
+            report.update(await supersession.supersede_user(ctx["pool"], tenant, member))
+    log.info("run_supersession: %s", _summary(report))
+    return dict(report)
 
 
 @guarded("decay_stale_facts", CARE_TIMEOUT)

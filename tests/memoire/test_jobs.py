@@ -109,3 +109,21 @@ async def test_decay_runs_on_demand_and_reports_what_it_changed(
     assert first.stdout.strip() == "decay_stale_facts: 1 archived, 1 users"
     again = run_jobs(pg_dsn, llm_url, task="decay_stale_facts")
     assert again.stdout.strip() == "decay_stale_facts: 1 users"
+
+
+async def test_deduplication_and_supersession_run_on_demand_over_every_user(
+    db: asyncpg.Pool, pg_dsn: str, llm_url: str, embedder: Any
+) -> None:
+    from tests.memory.test_care import insert_facts
+
+    await insert_facts(db, embedder, "ana", {"text": "Likes jazz"}, {"text": "Likes jazz"})
+    await insert_facts(
+        db, embedder, "bo",
+        {"text": "Works at Google", "slot": "employer", "value": "Google"},
+        {"text": "Works at Apple", "slot": "employer", "value": "Apple"},
+    )  # fmt: skip
+    dedup = run_jobs(pg_dsn, llm_url, task="run_deduplication")
+    assert dedup.stdout.strip() == "run_deduplication: 1 merged, 2 users", dedup.stderr
+    supersede = run_jobs(pg_dsn, llm_url, task="run_supersession")
+    assert supersede.stdout.strip() == "run_supersession: 1 superseded, 2 users", supersede.stderr
+    assert run_jobs(pg_dsn, llm_url, task="run_supersession").stdout.strip() == "run_supersession: 2 users"

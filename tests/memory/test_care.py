@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
 
 from memoire.config import CareConfig
+from memory import users
 from memory.care.decay import decay_stale_facts
+from memory.care.dedup import deduplicate_user
+from memory.care.supersession import supersede_user
+from memory.embeddings import LocalEmbedder
+from memory.exchanges import DEFAULT_TENANT_ID
 from tests.memory.test_facts_api import Api
 
 pytestmark = pytest.mark.usefixtures("db")
@@ -85,3 +92,73 @@ async def test_many_users_are_walked_in_batches(api: Api, db: asyncpg.Pool) -> N
     assert await decay_stale_facts(db, CARE, later, user="user-03") == {"users": 1}
     levels = {round(float(c), 4) for c in await db.fetchval("SELECT array_agg(confidence) FROM memory_facts")}
     assert levels == {round(0.8 * 0.5 ** (120 / 90), 4)}
+
+
+async def insert_facts(db: asyncpg.Pool, embedder: LocalEmbedder, user: str, *facts: dict[str, Any]) -> None:
+    """Facts written straight into the table, past the write path: what care tasks must repair."""
+    vectors = await embedder.embed([f["text"] for f in facts])
+    async with db.acquire() as conn:
+        user_id = await users.ensure(conn, DEFAULT_TENANT_ID, user)
+        for fact, vector in zip(facts, vectors, strict=True):
+            await conn.execute(
+                """INSERT INTO memory_facts (tenant_id, user_id, text, slot, value, valid_from, observed_at,
+                       source_chat_log_ids, embedding, embedding_model, embedding_dim, created_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'all-MiniLM-L6-v2', 384, $10)""",
+                DEFAULT_TENANT_ID, user_id, fact["text"], fact.get("slot"), fact.get("value"),
+                fact.get("valid_from"), fact.get("observed_at", datetime.now(UTC)), fact.get("sources", []),
+                vector, fact.get("created_at", datetime.now(UTC)),
+            )  # fmt: skip
+
+
+async def user_key(db: asyncpg.Pool, user: str) -> tuple[uuid.UUID, uuid.UUID]:
+    return DEFAULT_TENANT_ID, await db.fetchval("SELECT id FROM users WHERE external_id = $1", user)
+
+
+async def test_duplicates_that_slipped_through_are_merged_keeping_sources_and_the_earliest_start(
+    db: asyncpg.Pool, embedder: LocalEmbedder
+) -> None:
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    await insert_facts(
+        db, embedder, "ana",
+        {"text": "Likes jazz", "sources": [a], "created_at": now - 3 * DAY},
+        {"text": "Likes jazz", "sources": [b], "valid_from": now - 400 * DAY, "created_at": now - 2 * DAY},
+        {"text": "Lives in Denver", "slot": "home_city", "value": "Denver", "sources": [a]},
+        {"text": "Resides in Denver, CO", "slot": "home_city", "value": "denver", "sources": [c]},
+        {"text": "Has 2 cats", "sources": [a]},
+        {"text": "Has 3 cats", "sources": [b]},
+    )  # fmt: skip
+    tenant, user = await user_key(db, "ana")
+    assert await deduplicate_user(db, tenant, user, threshold=0.9) == {"merged": 2}
+    active = {r["text"]: r for r in await db.fetch("SELECT * FROM memory_facts WHERE status = 'active'")}
+    assert set(active) == {"Likes jazz", "Lives in Denver", "Has 2 cats", "Has 3 cats"}
+    assert active["Likes jazz"]["source_chat_log_ids"] == [a, b]
+    assert active["Likes jazz"]["valid_from"] == now - 400 * DAY
+    assert active["Lives in Denver"]["source_chat_log_ids"] == [a, c]
+    merged = await db.fetchrow("SELECT * FROM memory_facts WHERE text = 'Resides in Denver, CO'")
+    assert (merged["status"], merged["superseded_by"]) == ("deleted", active["Lives in Denver"]["id"])
+    assert await deduplicate_user(db, tenant, user, threshold=0.9) == {}
+
+
+async def test_a_slot_with_two_current_values_keeps_the_latest(
+    db: asyncpg.Pool, embedder: LocalEmbedder
+) -> None:
+    now = datetime.now(UTC)
+    await insert_facts(
+        db, embedder, "bo",
+        {"text": "Works at Google", "slot": "employer", "value": "Google", "valid_from": now - 900 * DAY},
+        {"text": "Works at Apple", "slot": "employer", "value": "Apple", "valid_from": now - 30 * DAY},
+        {"text": "Likes tea", "slot": "likes", "value": "tea"},
+        {"text": "Likes coffee", "slot": "likes", "value": "coffee"},
+    )  # fmt: skip
+    tenant, user = await user_key(db, "bo")
+    assert await supersede_user(db, tenant, user) == {"superseded": 1}
+    google = await db.fetchrow("SELECT * FROM memory_facts WHERE value = 'Google'")
+    apple = await db.fetchrow("SELECT * FROM memory_facts WHERE value = 'Apple'")
+    assert (google["status"], google["valid_to"], google["superseded_by"]) == (
+        "superseded",
+        now - 30 * DAY,
+        apple["id"],
+    )
+    assert await db.fetchval("SELECT count(*) FROM memory_facts WHERE status = 'active'") == 3
+    assert await supersede_user(db, tenant, user) == {}

@@ -257,7 +257,12 @@ async def test_anthropic_extraction_goes_through_its_sdk(
 def test_worker_settings_poll_fast_and_register_the_jobs(redis_url: str) -> None:
     settings = worker_settings(config(redis_url), "postgresql://unused")
     assert settings.poll_delay <= 0.1  # type: ignore[attr-defined]
-    assert [f.name for f in settings.functions] == [INGEST_EXCHANGE, "decay_stale_facts"]  # type: ignore[attr-defined]
+    assert [f.name for f in settings.functions] == [  # type: ignore[attr-defined]
+        INGEST_EXCHANGE,
+        "decay_stale_facts",
+        "run_deduplication",
+        "run_supersession",
+    ]
     assert INGEST_EXCHANGE == "extract_facts_task"
     assert [c.name for c in settings.cron_jobs] == [  # type: ignore[attr-defined]
         "cron:requeue_pending",
@@ -356,3 +361,28 @@ async def test_decay_runs_on_demand_through_the_queue(
     worker = await run_burst(cfg, pg_dsn, embedder)
     assert worker.jobs_failed == 0
     assert await db.fetchval("SELECT status FROM memory_facts") == "archived"
+
+
+async def test_each_extraction_chains_deduplication_then_supersession_for_its_user(
+    db: asyncpg.Pool, redis_url: str, pg_dsn: str, llm: FakeLLM, llm_url: str, embedder: LocalEmbedder
+) -> None:
+    from tests.memory.test_care import insert_facts
+
+    cfg = config(redis_url, llm_url)
+    # What slipped past the write path: a repeated fact, and two current employers.
+    await insert_facts(
+        db, embedder, "pat",
+        {"text": "Plays the cello"}, {"text": "Plays the cello"},
+        {"text": "Works at Google", "slot": "employer", "value": "Google"},
+        {"text": "Works at Apple", "slot": "employer", "value": "Apple"},
+    )  # fmt: skip
+    llm.on("tea", {"facts": [{"text": "Likes green tea", "slot": "likes", "value": "green tea"}]})
+    await record_and_queue(db, cfg, said("pat", "I love green tea"))
+    worker = await run_burst(cfg, pg_dsn, embedder)
+    assert worker.jobs_failed == 0
+    active = sorted(
+        r["text"] for r in await db.fetch("SELECT text FROM memory_facts WHERE status = 'active'")
+    )
+    assert active == ["Likes green tea", "Plays the cello", "Works at Apple"]
+    assert await db.fetchval("SELECT count(*) FROM memory_facts WHERE status = 'deleted'") == 1
+    assert await db.fetchval("SELECT count(*) FROM memory_facts WHERE status = 'superseded'") == 1

@@ -1,0 +1,154 @@
+"""``run_deduplication``: active facts of a user that say the same thing become one.
+
+The rules are the write path's (:mod:`memory.writer`, :mod:`memory.sameness`): the same slot and value, or
+embeddings closer than ``memory.dedup_similarity`` with nothing concrete (numbers, negation, dates, slot
+value) telling them apart, and the same effective temporal status. The older fact is kept and takes the
+other's sources, the earliest ``valid_from`` and both metadata; the newer one is marked ``deleted`` with
+``superseded_by`` pointing at the one kept, so its history stays readable. A second run finds nothing.
+
+Facts are taken in pages of :data:`PAGE`, each in one short transaction under the user's write lock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
+
+import asyncpg
+
+from memory import db, sameness, slots, users
+from memory.db import Connection
+from memory.facts import EFFECTIVE_TEMPORAL
+
+#: Facts looked at in one transaction.
+PAGE = 200
+
+_FIELDS = f"""f.id, f.slot, f.value, f.text, f.confidence, f.source_chat_log_ids, f.metadata, f.valid_from,
+    f.valid_to, f.created_at, f.embedding, f.embedding_model, f.embedding_dim,
+    {EFFECTIVE_TEMPORAL} AS temporal"""
+
+_PAGE = f"""
+SELECT {_FIELDS} FROM memory_facts f
+WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.status = 'active'
+  AND ($3::timestamptz IS NULL OR f.created_at >= $3)
+  AND ($4::timestamptz IS NULL OR (f.created_at, f.id) > ($4, $5::uuid))
+ORDER BY f.created_at, f.id LIMIT $6
+"""
+
+_NEIGHBOURS = f"""
+SELECT {_FIELDS}, 1 - (f.embedding <=> $3) AS similarity FROM memory_facts f
+WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.status = 'active' AND f.id <> $4
+  AND {EFFECTIVE_TEMPORAL} = $5 AND f.embedding_model = $6 AND f.embedding_dim = $7
+ORDER BY f.embedding <=> $3 LIMIT 5
+"""
+
+_SAME_VALUE = f"""
+SELECT {_FIELDS}, 1.0 AS similarity FROM memory_facts f
+WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.status = 'active' AND f.id <> $3 AND f.slot = $4
+  AND {EFFECTIVE_TEMPORAL} = $5
+"""
+
+
+def _same(fact: Any, other: Any, threshold: float) -> bool:
+    value, other_value = slots.normalize_value(fact["value"]), slots.normalize_value(other["value"])
+    if fact["slot"] and fact["slot"] == other["slot"] and value and other_value:
+        if value != other_value:
+            return False  # close in wording, different value
+        if sameness.dates_agree(
+            other, SimpleNamespace(valid_from=fact["valid_from"], valid_to=fact["valid_to"])
+        ):
+            return True
+    if float(other["similarity"]) < threshold:
+        return False
+    return sameness.compatible(
+        fact["text"],
+        other["text"],
+        slot=fact["slot"],
+        other_slot=other["slot"],
+        valid_from=fact["valid_from"],
+        other_valid_from=other["valid_from"],
+        valid_to=fact["valid_to"],
+        other_valid_to=other["valid_to"],
+    )
+
+
+async def _duplicate_of(
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, fact: Any, threshold: float
+) -> Any:
+    """An older active fact that says what ``fact`` says, if any."""
+    candidates: list[Any] = []
+    if fact["slot"] and fact["value"]:
+        candidates += await conn.fetch(
+            _SAME_VALUE, tenant_id, user_id, fact["id"], fact["slot"], fact["temporal"]
+        )
+    if fact["embedding"] is not None:
+        candidates += await conn.fetch(
+            _NEIGHBOURS, tenant_id, user_id, fact["embedding"], fact["id"], fact["temporal"],
+            fact["embedding_model"], fact["embedding_dim"],
+        )  # fmt: skip
+    older = [c for c in candidates if (c["created_at"], c["id"]) < (fact["created_at"], fact["id"])]
+    return next((c for c in older if _same(fact, c, threshold)), None)
+
+
+async def _merge(conn: Connection, tenant_id: uuid.UUID, kept: Any, dropped: Any) -> None:
+    sources = [s for s in dropped["source_chat_log_ids"] if s not in set(kept["source_chat_log_ids"])]
+    confidence = max(float(kept["confidence"]), float(dropped["confidence"]))
+    for _ in sources:  # noisy-or, as the write path: each independent source makes it likelier
+        confidence = min(0.99, 1 - (1 - confidence) * (1 - float(dropped["confidence"])))
+    starts = [d for d in (kept["valid_from"], dropped["valid_from"]) if d is not None]
+    valid_from = min(starts, default=None)
+    if valid_from is not None and kept["valid_to"] is not None and valid_from > kept["valid_to"]:
+        valid_from = kept["valid_from"]
+    await conn.execute(
+        """UPDATE memory_facts SET source_chat_log_ids = source_chat_log_ids || $3::uuid[], confidence = $4,
+                  valid_from = $5, metadata = $6, updated_at = now()
+           WHERE tenant_id = $1 AND id = $2""",
+        tenant_id, kept["id"], sources, confidence, valid_from,
+        sameness.merge_metadata(kept["metadata"], dropped["metadata"]),
+    )  # fmt: skip
+    await conn.execute(
+        """UPDATE memory_facts SET status = 'deleted', superseded_by = $3, expired_at = now()
+           WHERE tenant_id = $1 AND id = $2""",
+        tenant_id,
+        dropped["id"],
+        kept["id"],
+    )
+
+
+async def deduplicate_user(
+    pool: asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    threshold: float,
+    since: datetime | None = None,
+) -> Counter[str]:
+    """Merge the user's duplicate facts into older ones: every fact, or those created ``since``."""
+    report: Counter[str] = Counter()
+    after: tuple[datetime, uuid.UUID] | None = None
+    while True:
+        async with db.transaction(pool) as conn:
+            await users.lock(conn, tenant_id, user_id)
+            page = await conn.fetch(
+                _PAGE, tenant_id, user_id, since,
+                after[0] if after else None, after[1] if after else None, PAGE,
+            )  # fmt: skip
+            for fact in page:
+                if (
+                    await conn.fetchval(
+                        "SELECT status FROM memory_facts WHERE tenant_id = $1 AND id = $2",
+                        tenant_id,
+                        fact["id"],
+                    )
+                    != "active"
+                ):
+                    continue  # merged away earlier in this page
+                kept = await _duplicate_of(conn, tenant_id, user_id, fact, threshold)
+                if kept is not None:
+                    await _merge(conn, tenant_id, kept, fact)
+                    report["merged"] += 1
+        if len(page) < PAGE:
+            return report
+        after = (page[-1]["created_at"], page[-1]["id"])
