@@ -67,8 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument(
         "target",
         nargs="?",
-        help="run: the task (extract_facts_task, reembed_facts, decay_stale_facts, run_deduplication,"
-        " run_supersession); retry: a failed job's id",
+        help="run: the task (extract_facts_task, reembed_facts, run_deduplication, run_supersession,"
+        " optimize_memory, decay_stale_facts); retry: a failed job's id",
     )
     jobs.add_argument("--user", help="run: only this end user (external id)")
     jobs.add_argument(

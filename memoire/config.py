@@ -209,6 +209,16 @@ class CareConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True
     """Confidence under which a decayed fact is archived: recall skips it, history and the API keep it."""
     batch_users: int = 200
     """Users one step of a care task handles in one short transaction."""
+    profile_facts: int = 12
+    """Most essential facts per user: the profile injected on every call, whatever the query."""
+    profile_tokens: int = 150
+    """Token budget of the profile within the memory block (on top of memory.block_tokens)."""
+    essential_importance: float = 0.8
+    """Importance from which a current fact is essential."""
+    essential_recalls: int = 5
+    """Recalls from which a current fact is essential, while it stays in use."""
+    essential_stale_days: int = 90
+    """Days without use after which a fact essential by its recalls alone is demoted."""
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -344,6 +354,7 @@ def _check(config: Config) -> None:
         ("memory", "block_tokens"): config.memory.block_tokens,
         ("care", "decay_half_life_days"): config.care.decay_half_life_days,
         ("care", "batch_users"): config.care.batch_users,
+        ("care", "profile_facts"): config.care.profile_facts,
     }
     for (section, key), value in positive.items():
         if value <= 0:

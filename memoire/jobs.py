@@ -18,12 +18,19 @@ from datetime import UTC, datetime
 from memoire.config import Config
 from memoire.errors import MemoireError
 from memory import db, embeddings, reembed
-from memory.care import decay, dedup, pages, supersession
+from memory.care import decay, dedup, optimize, pages, supersession
 from memory.extraction import job, llm
 from memory.service import Memory
 from worker import failures, queue
 
-TASKS = ("extract_facts_task", "reembed_facts", "decay_stale_facts", "run_deduplication", "run_supersession")
+TASKS = (
+    "extract_facts_task",
+    "reembed_facts",
+    "run_deduplication",
+    "run_supersession",
+    "optimize_memory",
+    "decay_stale_facts",
+)
 PAGE = 200
 
 _PAGE = """
@@ -92,10 +99,12 @@ async def run_reembed(config: Config, dsn: str, *, user: str | None) -> Counter[
     return outcomes
 
 
-async def run_decay(config: Config, dsn: str, *, user: str | None) -> Counter[str]:
+async def run_care(config: Config, dsn: str, task: str, *, user: str | None) -> Counter[str]:
+    """``decay_stale_facts`` or ``optimize_memory`` now, over every user (or those named ``user``)."""
+    sweep = decay.decay_stale_facts if task == "decay_stale_facts" else optimize.optimize_memory
     pool = await db.create_pool(config.database, dsn)
     try:
-        return await decay.decay_stale_facts(pool, config.care, datetime.now(UTC), user=user)
+        return await sweep(pool, config.care, datetime.now(UTC), user=user)
     finally:
         await db.close_pool(pool)
 
@@ -124,8 +133,8 @@ def run(config: Config, dsn: str, task: str, *, user: str | None, retry_failed: 
         return asyncio.run(run_extract(config, dsn, user=user, retry_failed=retry_failed))
     if task == "reembed_facts":
         return asyncio.run(run_reembed(config, dsn, user=user))
-    if task == "decay_stale_facts":
-        return asyncio.run(run_decay(config, dsn, user=user))
+    if task in ("decay_stale_facts", "optimize_memory"):
+        return asyncio.run(run_care(config, dsn, task, user=user))
     if task in ("run_deduplication", "run_supersession"):
         return asyncio.run(run_per_user(config, dsn, task, user=user))
     raise MemoireError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")

@@ -150,3 +150,18 @@ async def profile(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) ->
         facts={row["status"]: row["n"] for row in counts},
         core=core,
     )
+
+
+_ESSENTIAL = f"""
+SELECT {COLUMNS}
+FROM memory_facts f JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id
+WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.essential AND f.status = 'active'
+  AND {EFFECTIVE_TEMPORAL} IN ('current', 'recurring')
+ORDER BY f.slot IS NULL, f.importance DESC, f.recall_count DESC, f.id
+LIMIT $3
+"""
+
+
+async def essential(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, limit: int) -> list[Fact]:
+    """The user's essential facts (see :mod:`memory.care.optimize`): their profile."""
+    return [from_row(row) for row in await conn.fetch(_ESSENTIAL, tenant_id, user_id, limit)]

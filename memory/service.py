@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -22,11 +23,25 @@ from memoire.errors import EmbedderUnavailable, MemoireError
 from memory import browse, db, recall, slots, users, writer
 from memory.embeddings import Embedder, Vector
 from memory.facts import Fact, NewFact
+from memory.recall import Query
 from memory.recall_stats import RecallStats
 
 log = logging.getLogger(__name__)
 
 EmbedderFactory = Callable[[], Embedder]
+
+#: Seconds a user's profile is served from memory before it is read again.
+PROFILE_TTL = 30.0
+PROFILE_CACHE_SIZE = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    facts: list[Fact] | None
+    """Relevant to the query; None when the user is unknown."""
+    profile: list[Fact]
+    """The user's essential facts, whatever the query."""
+    degraded: list[str]
 
 
 class Memory:
@@ -40,6 +55,8 @@ class Memory:
         self.stats = RecallStats(pool)
         self.floors = recall.Floors(config.memory.min_similarity, config.memory.min_lexical)
         self.policy = writer.Policy(dedup_similarity=config.memory.dedup_similarity)
+        # Users' profiles (essential facts), and until when they are trusted.
+        self._profiles: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, list[Fact]]] = {}
         # Users known to have more facts than memory.hnsw_threshold, and until when that is trusted.
         self._large: dict[tuple[uuid.UUID, uuid.UUID], tuple[bool, float]] = {}
 
@@ -167,6 +184,14 @@ class Memory:
         Returns None for the facts when the user is unknown. If the embedder is down, recall goes on with
         wording alone and says so.
         """
+        found = await self.recall_for_call(tenant_id, user, query, profile=False)
+        return found.facts, found.degraded
+
+    async def recall_for_call(
+        self, tenant_id: uuid.UUID, user: str, query: Query, *, profile: bool = True
+    ) -> Recalled:
+        """As :meth:`recall`, with the user's profile (essential facts; cached for :data:`PROFILE_TTL`
+        seconds, so most calls cost no query for it)."""
         degraded: list[str] = []
         vector = None
         model = self._embedder.model if self._embedder else self.config.embeddings.model
@@ -178,7 +203,7 @@ class Memory:
         async with db.connection(self.pool) as conn:
             user_id = await users.find(conn, tenant_id, user)
             if user_id is None:
-                return None, degraded
+                return Recalled(None, [], degraded)
             facts = await recall.recall(
                 conn,
                 tenant_id=tenant_id,
@@ -189,8 +214,21 @@ class Memory:
                 floors=self.floors,
                 approximate=await self._is_large(conn, tenant_id, user_id),
             )
+            essential = await self._profile(conn, tenant_id, user_id) if profile else []
         self.stats.add(tenant_id, [fact.id for fact in facts])
-        return facts, degraded
+        return Recalled(facts, essential, degraded)
+
+    async def _profile(self, conn: db.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> list[Fact]:
+        key = (tenant_id, user_id)
+        now = time.monotonic()
+        cached = self._profiles.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await browse.essential(conn, tenant_id, user_id, self.config.care.profile_facts)
+        if len(self._profiles) >= PROFILE_CACHE_SIZE:
+            self._profiles.clear()
+        self._profiles[key] = (now + PROFILE_TTL, found)
+        return found
 
     async def _is_large(self, conn: db.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         """Whether the user has more than ``memory.hnsw_threshold`` facts; counted at most every 5 minutes."""

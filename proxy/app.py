@@ -138,7 +138,7 @@ def create_app(
             intake=intake,
             health=health,
             memory=memory,
-            block=BlockBuilder(config.memory.block_tokens),
+            block=BlockBuilder(config.memory.block_tokens, config.care.profile_tokens),
             auth=Authenticator(pool, config.auth),
             limiter=RateLimiter(redis, config.auth, health),
         )

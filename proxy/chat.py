@@ -19,8 +19,9 @@ from memoire.errors import InvalidJSON, MemoireError, StorageUnavailable, from_v
 from memory import recall, users
 from memory.exchanges import new_id, now
 from memory.extraction.prompt import message_text
-from memory.facts import Fact, TemporalStatus
+from memory.facts import TemporalStatus
 from memory.keys import Principal
+from memory.service import Recalled
 from proxy import services as services_
 from proxy.auth import principal_of
 from proxy.memory_block import inject
@@ -106,13 +107,13 @@ RECALL_TEMPORAL: tuple[TemporalStatus, ...] = ("current", "recurring", "future",
 
 async def _recall_within_budget(
     services: services_.Services, principal: Principal, user: str, text: str, degraded: list[str]
-) -> list[Fact] | None:
+) -> Recalled | None:
     """Recall, given at most ``memory.recall_timeout``. Past it the recall is abandoned, not awaited: a hung
     database must not hold the call while the driver cancels its query."""
     config = services.config.memory
     query = recall.Query(text=text, limit=config.recall_limit, temporal=RECALL_TEMPORAL)
     started = time.perf_counter()
-    task = asyncio.create_task(services.memory.recall(principal.tenant_id, user, query))
+    task = asyncio.create_task(services.memory.recall_for_call(principal.tenant_id, user, query))
     done, _ = await asyncio.wait({task}, timeout=config.recall_timeout)
     if not done:
         task.cancel()
@@ -121,7 +122,7 @@ async def _recall_within_budget(
         RECALL.labels("timeout").observe(time.perf_counter() - started)
         return None
     try:
-        facts, down = task.result()
+        found = task.result()
     except StorageUnavailable:
         services.health.mark("database", False)
         degraded.append("database")
@@ -134,8 +135,8 @@ async def _recall_within_budget(
         return None
     RECALL.labels("ok").observe(time.perf_counter() - started)
     services.health.mark("database", True)
-    degraded.extend(down)
-    return facts
+    degraded.extend(found.degraded)
+    return found
 
 
 def _quietly(task: asyncio.Task[Any]) -> None:
@@ -156,10 +157,10 @@ async def _remember(
     recalled = 0
     text = query_text(view).replace("\x00", "")[:MAX_QUERY_CHARS] if identity.recall else ""
     if text.strip():
-        facts = await _recall_within_budget(services, principal, identity.user, text, degraded)
-        if facts:
+        found = await _recall_within_budget(services, principal, identity.user, text, degraded)
+        if found is not None and (found.facts or found.profile):
             try:
-                block, count = services.block.build(facts)
+                block, count = services.block.build(found.facts or [], found.profile)
                 if block is not None:
                     body, recalled = inject(body, block), count
             except Exception:  # e.g. a system message msgspec cannot re-encode: forward it as it came

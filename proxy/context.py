@@ -49,7 +49,8 @@ async def memory_context(request: AnyRequest) -> Response[ContextResponse]:
     degraded: list[str] = []
     if text.strip():
         query = recall.Query(text=text, limit=services.config.memory.recall_limit, temporal=RECALL_TEMPORAL)
-        facts, degraded = await services.memory.recall(tenant(request), users.storable(body.user_id), query)
-        if facts:
-            block, count = services.block.build(facts)
+        found = await services.memory.recall_for_call(tenant(request), users.storable(body.user_id), query)
+        degraded = found.degraded
+        if found.facts or found.profile:
+            block, count = services.block.build(found.facts or [], found.profile)
     return Response(ContextResponse(block=block, recalled=count), headers=status_headers(degraded))

@@ -57,13 +57,15 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
         # requeue sweep can queue a still-pending log again.
         functions: ClassVar[list[Any]] = [
             func(tasks.extract_facts_task, name=INGEST_EXCHANGE, keep_result=0),
+            func(tasks.optimize_memory, keep_result=0, timeout=CARE_TIMEOUT),
             func(tasks.decay_stale_facts, keep_result=0, timeout=CARE_TIMEOUT),
             func(tasks.run_deduplication, keep_result=0, timeout=PIPELINE_TIMEOUT),
             func(tasks.run_supersession, keep_result=0, timeout=PIPELINE_TIMEOUT),
         ]
         cron_jobs: ClassVar[list[Any]] = [
             cron(tasks.requeue_pending, second={0, 30}, run_at_startup=True, timeout=60),
-            # Daily, off the hour most schedules crowd.
+            # Every 6 hours, and daily; off the hours most schedules crowd.
+            cron(tasks.optimize_memory, hour={0, 6, 12, 18}, minute={41}, second={0}, timeout=CARE_TIMEOUT),
             cron(tasks.decay_stale_facts, hour={3}, minute={17}, second={0}, timeout=CARE_TIMEOUT),
         ]
         # Keep trying to reach Redis rather than exiting: it may come back.

@@ -13,7 +13,7 @@ from arq import Retry
 
 from memoire.errors import DependencyError, StorageUnavailable
 from memory import db
-from memory.care import decay, dedup, pages, supersession
+from memory.care import decay, dedup, optimize, pages, supersession
 from memory.extraction import job
 from worker.failures import guarded
 from worker.queue import count_extraction, enqueue_ingest
@@ -121,6 +121,14 @@ async def run_supersession(
             report["users"] += 1
             report.update(await supersession.supersede_user(ctx["pool"], tenant, member))
     log.info("run_supersession: %s", _summary(report))
+    return dict(report)
+
+
+@guarded("optimize_memory", CARE_TIMEOUT)
+async def optimize_memory(ctx: dict[str, Any], user: str | None = None) -> dict[str, int]:
+    """Every 6 hours: promote each user's essential facts (their profile) and demote the stale ones."""
+    report = await optimize.optimize_memory(ctx["pool"], ctx["config"].care, datetime.now(UTC), user=user)
+    log.info("optimize_memory: %s", _summary(report))
     return dict(report)
 
 

@@ -13,6 +13,7 @@ from memoire.config import CareConfig
 from memory import users
 from memory.care.decay import decay_stale_facts
 from memory.care.dedup import deduplicate_user
+from memory.care.optimize import optimize_memory
 from memory.care.supersession import supersede_user
 from memory.embeddings import LocalEmbedder
 from memory.exchanges import DEFAULT_TENANT_ID
@@ -162,3 +163,65 @@ async def test_a_slot_with_two_current_values_keeps_the_latest(
     )
     assert await db.fetchval("SELECT count(*) FROM memory_facts WHERE status = 'active'") == 3
     assert await supersede_user(db, tenant, user) == {}
+
+
+async def test_optimize_promotes_who_the_user_is_and_demotes_what_went_stale(
+    api: Api, db: asyncpg.Pool
+) -> None:
+    api.facts(
+        "cy",
+        {"text": "Works at Google", "slot": "employer", "value": "Google"},
+        {"text": "Is called Cy", "slot": "name", "value": "Cy"},
+        {"text": "Is allergic to penicillin", "importance": 0.95},
+        {"text": "Likes sudoku", "importance": 0.3},
+        {"text": "Plays chess on Sundays", "importance": 0.4},
+    )
+    await db.execute(
+        "UPDATE memory_facts SET recall_count = 9, last_recalled_at = now() WHERE text LIKE 'Plays%'"
+    )
+    care = CareConfig(profile_facts=4)
+    now = datetime.now(UTC)
+    assert await optimize_memory(db, care, now) == {"users": 1, "promoted": 4}
+    essential = {r["text"] for r in await db.fetch("SELECT text FROM memory_facts WHERE essential")}
+    assert essential == {
+        "Works at Google",
+        "Is called Cy",
+        "Is allergic to penicillin",
+        "Plays chess on Sundays",
+    }
+    assert await optimize_memory(db, care, now) == {"users": 1}
+
+    # A new employer supersedes the old; chess goes unused for 100 days.
+    api.facts("cy", {"text": "Works at Apple", "slot": "employer", "value": "Apple"})
+    later = now + 100 * DAY
+    assert await optimize_memory(db, care, later) == {"users": 1, "promoted": 1, "demoted": 2}
+    essential = {r["text"] for r in await db.fetch("SELECT text FROM memory_facts WHERE essential")}
+    assert essential == {"Works at Apple", "Is called Cy", "Is allergic to penicillin"}
+    assert await optimize_memory(db, care, later) == {"users": 1}
+
+
+async def test_the_profile_is_injected_on_every_call_whatever_the_query(
+    api: Api, db: asyncpg.Pool, fake: Any
+) -> None:
+    api.facts(
+        "dee",
+        {"text": "Is called Dee", "slot": "name", "value": "Dee"},
+        {"text": "Is vegan", "importance": 0.9},
+        {"text": "Likes kayaking"},
+    )
+    await optimize_memory(db, CareConfig(), datetime.now(UTC))
+    reply = api.client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "fake-chat",
+            "user": "dee",
+            "messages": [{"role": "user", "content": "What is 2 + 2?"}],
+        },
+    )
+    assert reply.status_code == 200
+    system = fake.requests[-1].json()["messages"][0]["content"]
+    about = system.split("About the user:")[1]
+    assert '"Is called Dee"' in about
+    assert '"Is vegan"' in about
+    assert "kayaking" not in system
+    assert reply.headers["x-memoire-recalled"] == "2"

@@ -259,6 +259,7 @@ def test_worker_settings_poll_fast_and_register_the_jobs(redis_url: str) -> None
     assert settings.poll_delay <= 0.1  # type: ignore[attr-defined]
     assert [f.name for f in settings.functions] == [  # type: ignore[attr-defined]
         INGEST_EXCHANGE,
+        "optimize_memory",
         "decay_stale_facts",
         "run_deduplication",
         "run_supersession",
@@ -266,6 +267,7 @@ def test_worker_settings_poll_fast_and_register_the_jobs(redis_url: str) -> None
     assert INGEST_EXCHANGE == "extract_facts_task"
     assert [c.name for c in settings.cron_jobs] == [  # type: ignore[attr-defined]
         "cron:requeue_pending",
+        "cron:optimize_memory",
         "cron:decay_stale_facts",
     ]
     assert settings.queue_name == "memoire:queue"  # type: ignore[attr-defined]
@@ -334,6 +336,8 @@ def test_care_tasks_are_scheduled_as_documented(redis_url: str, pg_dsn: str) -> 
     decay = schedules["cron:decay_stale_facts"]
     assert (decay.hour, decay.minute, decay.second) == ({3}, {17}, {0})  # daily
     assert decay.timeout_s == 3660
+    optimize = schedules["cron:optimize_memory"]
+    assert (optimize.hour, optimize.minute, optimize.second) == ({0, 6, 12, 18}, {41}, {0})  # every 6 hours
     assert "decay_stale_facts" in {f.name for f in settings.functions}  # type: ignore[attr-defined]
 
 
