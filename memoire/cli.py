@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         "target",
         nargs="?",
         help="run: the task (extract_facts_task, reembed_facts, run_deduplication, run_supersession,"
-        " optimize_memory, decay_stale_facts); retry: a failed job's id",
+        " optimize_memory, decay_stale_facts, consolidate_user_memory); retry: a failed job's id",
     )
     jobs.add_argument("--user", help="run: only this end user (external id)")
     jobs.add_argument(

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from memoire.config import Config
 from memoire.errors import MemoireError
 from memory import db, embeddings, reembed
-from memory.care import decay, dedup, optimize, pages, supersession
+from memory.care import consolidate, decay, dedup, optimize, pages, supersession
 from memory.extraction import job, llm
 from memory.service import Memory
 from worker import failures, queue
@@ -30,6 +30,7 @@ TASKS = (
     "run_supersession",
     "optimize_memory",
     "decay_stale_facts",
+    "consolidate_user_memory",
 )
 PAGE = 200
 
@@ -128,11 +129,34 @@ async def run_per_user(config: Config, dsn: str, task: str, *, user: str | None)
     return report
 
 
+async def run_consolidate(config: Config, dsn: str, *, user: str | None) -> Counter[str]:
+    """``consolidate_user_memory`` now; the profile summaries need the LLM (skipped without one)."""
+    pool = await db.create_pool(config.database, dsn)
+    summarizer = llm.create(config.llm)
+    report: Counter[str] = Counter()
+    try:
+        async for page in pages.user_pages(pool, config.care.batch_users, user=user):
+            for tenant_id, user_id in page:
+                report["users"] += 1
+                report.update(
+                    await consolidate.consolidate_user(
+                        pool, summarizer, tenant_id, user_id, config.memory.dedup_similarity
+                    )
+                )
+    finally:
+        if summarizer is not None:
+            await summarizer.close()
+        await db.close_pool(pool)
+    return report
+
+
 def run(config: Config, dsn: str, task: str, *, user: str | None, retry_failed: bool) -> Counter[str]:
     if task == "extract_facts_task":
         return asyncio.run(run_extract(config, dsn, user=user, retry_failed=retry_failed))
     if task == "reembed_facts":
         return asyncio.run(run_reembed(config, dsn, user=user))
+    if task == "consolidate_user_memory":
+        return asyncio.run(run_consolidate(config, dsn, user=user))
     if task in ("decay_stale_facts", "optimize_memory"):
         return asyncio.run(run_care(config, dsn, task, user=user))
     if task in ("run_deduplication", "run_supersession"):

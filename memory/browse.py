@@ -114,6 +114,11 @@ class Profile(msgspec.Struct, kw_only=True):
     """How many facts the user has, by status."""
     core: list[Fact]
     """The current facts in single-valued slots (name, home, employer, role …): who the user is now."""
+    essential: list[Fact]
+    """The facts put first into every call (see ``optimize_memory``)."""
+    summary: str | None
+    """The LLM's summary of the user, written weekly by ``consolidate_user_memory``."""
+    summary_generated_at: datetime | None
 
 
 _CORE = f"""
@@ -142,6 +147,11 @@ async def profile(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) ->
     )
     single = [name for name in slots.SLOTS if slots.is_single(name)]
     core = [from_row(row) for row in await conn.fetch(_CORE, tenant_id, user_id, single)]
+    written = await conn.fetchrow(
+        "SELECT summary, generated_at FROM user_profiles WHERE tenant_id = $1 AND user_id = $2",
+        tenant_id,
+        user_id,
+    )
     return Profile(
         user_id=user["external_id"],
         created_at=user["created_at"],
@@ -149,6 +159,9 @@ async def profile(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) ->
         metadata=user["metadata"],
         facts={row["status"]: row["n"] for row in counts},
         core=core,
+        essential=await essential(conn, tenant_id, user_id, 1000),
+        summary=written["summary"] if written else None,
+        summary_generated_at=written["generated_at"] if written else None,
     )
 
 

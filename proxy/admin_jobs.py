@@ -21,7 +21,15 @@ from proxy import services as services_
 from worker import failures
 
 #: Tasks an operator may queue by hand, with the arguments each takes.
-RUNNABLE = frozenset({"optimize_memory", "decay_stale_facts", "run_deduplication", "run_supersession"})
+RUNNABLE = frozenset(
+    {
+        "optimize_memory",
+        "decay_stale_facts",
+        "consolidate_user_memory",
+        "run_deduplication",
+        "run_supersession",
+    }
+)
 
 
 class RunTask(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -59,14 +59,24 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
             func(tasks.extract_facts_task, name=INGEST_EXCHANGE, keep_result=0),
             func(tasks.optimize_memory, keep_result=0, timeout=CARE_TIMEOUT),
             func(tasks.decay_stale_facts, keep_result=0, timeout=CARE_TIMEOUT),
+            func(tasks.consolidate_user_memory, keep_result=0, timeout=CARE_TIMEOUT),
             func(tasks.run_deduplication, keep_result=0, timeout=PIPELINE_TIMEOUT),
             func(tasks.run_supersession, keep_result=0, timeout=PIPELINE_TIMEOUT),
         ]
         cron_jobs: ClassVar[list[Any]] = [
             cron(tasks.requeue_pending, second={0, 30}, run_at_startup=True, timeout=60),
-            # Every 6 hours, and daily; off the hours most schedules crowd.
+            # Every 6 hours, daily and weekly; off the hours most schedules crowd.
             cron(tasks.optimize_memory, hour={0, 6, 12, 18}, minute={41}, second={0}, timeout=CARE_TIMEOUT),
             cron(tasks.decay_stale_facts, hour={3}, minute={17}, second={0}, timeout=CARE_TIMEOUT),
+            # Weekly, on Sundays (arq counts weekdays from Monday = 0).
+            cron(
+                tasks.consolidate_user_memory,
+                weekday={6},
+                hour={4},
+                minute={23},
+                second={0},
+                timeout=CARE_TIMEOUT,
+            ),
         ]
         # Keep trying to reach Redis rather than exiting: it may come back.
         redis_settings = dataclasses.replace(

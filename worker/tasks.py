@@ -13,7 +13,7 @@ from arq import Retry
 
 from memoire.errors import DependencyError, StorageUnavailable
 from memory import db
-from memory.care import decay, dedup, optimize, pages, supersession
+from memory.care import consolidate, decay, dedup, optimize, pages, supersession
 from memory.extraction import job
 from worker.failures import guarded
 from worker.queue import count_extraction, enqueue_ingest
@@ -129,6 +129,24 @@ async def optimize_memory(ctx: dict[str, Any], user: str | None = None) -> dict[
     """Every 6 hours: promote each user's essential facts (their profile) and demote the stale ones."""
     report = await optimize.optimize_memory(ctx["pool"], ctx["config"].care, datetime.now(UTC), user=user)
     log.info("optimize_memory: %s", _summary(report))
+    return dict(report)
+
+
+@guarded("consolidate_user_memory", CARE_TIMEOUT)
+async def consolidate_user_memory(ctx: dict[str, Any], user: str | None = None) -> dict[str, int]:
+    """Weekly: merge every user's near-duplicates and have the LLM write their profile summary again
+    where their facts changed (see :mod:`memory.care.consolidate`)."""
+    config = ctx["config"]
+    report = Counter[str]()
+    async for page in pages.user_pages(ctx["pool"], config.care.batch_users, user=user):
+        for tenant, member in page:
+            report["users"] += 1
+            report.update(
+                await consolidate.consolidate_user(
+                    ctx["pool"], ctx.get("llm"), tenant, member, config.memory.dedup_similarity
+                )
+            )
+    log.info("consolidate_user_memory: %s", _summary(report))
     return dict(report)
 
 

@@ -9,15 +9,18 @@ from typing import Any
 import asyncpg
 import pytest
 
-from memoire.config import CareConfig
+from memoire.config import CareConfig, LLMConfig
 from memory import users
+from memory.care.consolidate import CONTEXT_CHARS, CONTEXT_FACTS, consolidate_user, summarize_user
 from memory.care.decay import decay_stale_facts
 from memory.care.dedup import deduplicate_user
 from memory.care.optimize import optimize_memory
 from memory.care.supersession import supersede_user
 from memory.embeddings import LocalEmbedder
 from memory.exchanges import DEFAULT_TENANT_ID
+from memory.extraction.llm import create as create_llm
 from tests.memory.test_facts_api import Api
+from tests.support.llm import FakeLLM
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -225,3 +228,50 @@ async def test_the_profile_is_injected_on_every_call_whatever_the_query(
     assert '"Is vegan"' in about
     assert "kayaking" not in system
     assert reply.headers["x-memoire-recalled"] == "2"
+
+
+async def test_consolidate_merges_and_writes_the_profile_summary_once(
+    api: Api, db: asyncpg.Pool, embedder: LocalEmbedder, llm: FakeLLM, llm_url: str
+) -> None:
+    api.facts("eve", {"text": "Is called Eve", "slot": "name", "value": "Eve"}, {"text": "Works as a nurse"})
+    await insert_facts(db, embedder, "eve", {"text": "Works as a nurse"})  # slipped past the write path
+    llm.on("Is called Eve", {"summary": "Eve is a nurse."})
+    summarizer = create_llm(LLMConfig(provider="openai-compatible", base_url=llm_url, model="fake"))
+    assert summarizer is not None
+    try:
+        tenant, user = await user_key(db, "eve")
+        assert await consolidate_user(db, summarizer, tenant, user, 0.9) == {"merged": 1, "summarized": 1}
+        calls = len(llm.requests)
+        assert await consolidate_user(db, summarizer, tenant, user, 0.9) == {}
+        assert len(llm.requests) == calls  # nothing changed: no call
+        profile = api.client.get("/v1/users/eve/profile").json()
+        assert profile["summary"] == "Eve is a nurse."
+        # The facts are quoted as data in the prompt.
+        assert '- "Is called Eve"' in llm.prompts()[-1]
+    finally:
+        await summarizer.close()
+
+
+async def test_the_summary_of_a_user_with_50000_facts_reads_a_bounded_context(
+    db: asyncpg.Pool, llm: FakeLLM, llm_url: str
+) -> None:
+    async with db.acquire() as conn:
+        user_id = await users.ensure(conn, DEFAULT_TENANT_ID, "big")
+        await conn.execute(
+            """INSERT INTO memory_facts (tenant_id, user_id, text, importance)
+               SELECT $1, $2, 'Remembers thing number ' || n, (n % 100) / 100.0
+               FROM generate_series(1, 50000) n""",
+            DEFAULT_TENANT_ID,
+            user_id,
+        )
+    llm.on("Remembers thing", {"summary": "Remembers many things."})
+    summarizer = create_llm(LLMConfig(provider="openai-compatible", base_url=llm_url, model="fake"))
+    assert summarizer is not None
+    try:
+        assert await summarize_user(db, summarizer, DEFAULT_TENANT_ID, user_id) == "summarized"
+    finally:
+        await summarizer.close()
+    prompt = llm.prompts()[-1]
+    assert prompt.count("Remembers thing number") == CONTEXT_FACTS
+    assert len(prompt) < CONTEXT_CHARS + 1000
+    assert await db.fetchval("SELECT facts_used FROM user_profiles") == CONTEXT_FACTS

@@ -261,6 +261,7 @@ def test_worker_settings_poll_fast_and_register_the_jobs(redis_url: str) -> None
         INGEST_EXCHANGE,
         "optimize_memory",
         "decay_stale_facts",
+        "consolidate_user_memory",
         "run_deduplication",
         "run_supersession",
     ]
@@ -269,6 +270,7 @@ def test_worker_settings_poll_fast_and_register_the_jobs(redis_url: str) -> None
         "cron:requeue_pending",
         "cron:optimize_memory",
         "cron:decay_stale_facts",
+        "cron:consolidate_user_memory",
     ]
     assert settings.queue_name == "memoire:queue"  # type: ignore[attr-defined]
 
@@ -338,6 +340,8 @@ def test_care_tasks_are_scheduled_as_documented(redis_url: str, pg_dsn: str) -> 
     assert decay.timeout_s == 3660
     optimize = schedules["cron:optimize_memory"]
     assert (optimize.hour, optimize.minute, optimize.second) == ({0, 6, 12, 18}, {41}, {0})  # every 6 hours
+    weekly = schedules["cron:consolidate_user_memory"]
+    assert (weekly.weekday, weekly.hour, weekly.minute) == ({6}, {4}, {23})  # Sundays
     assert "decay_stale_facts" in {f.name for f in settings.functions}  # type: ignore[attr-defined]
 
 
