@@ -117,6 +117,8 @@ class WorkerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Tries before a job is recorded as failed."""
     requeue_after: float = 60.0
     """Seconds after which a chat log still pending is queued again (covers a lost Redis)."""
+    care_timeout: float = 3600.0
+    """Seconds one run of a care task (optimize, decay, consolidate, on every user) may take."""
     retry_delay: float = 2.0
     """Seconds before a failed care job is tried again; doubled at each try, at most five minutes."""
 

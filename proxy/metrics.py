@@ -4,7 +4,8 @@
 - ``memoire_upstream_duration_seconds{status}``: the provider, to its response headers;
 - ``memoire_recall_duration_seconds{outcome}``: the proxy's recall before a chat call;
 - ``memoire_queue_depth{queue}``: jobs waiting in Redis and exchanges waiting in this process's spool;
-- ``memoire_extractions_total{outcome}``: extraction jobs by outcome, counted by every worker in Redis.
+- ``memoire_extractions_total{outcome}``: extraction jobs by outcome, counted by every worker in Redis;
+- ``memoire_job_failures_total{task}``: jobs failed for good (after their tries), likewise.
 
 Routes are labelled by their template (``/v1/facts/{fact_id}``), never by the raw path, so the number of
 series stays bounded. With ``server.workers`` > 1 each process keeps its own request histograms; the queue
@@ -27,7 +28,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from proxy import services as services_
-from worker.queue import EXTRACTIONS_KEY
+from worker.queue import EXTRACTIONS_KEY, FAILURES_KEY
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -61,6 +62,7 @@ class _Snapshot(Collector):
     def __init__(self) -> None:
         self.queue: dict[str, float] = {}
         self.extractions: dict[str, float] = {}
+        self.failures: dict[str, float] = {}
 
     def collect(self) -> Iterable[Any]:
         depth = GaugeMetricFamily("memoire_queue_depth", "Work waiting, by queue.", labels=["queue"])
@@ -73,6 +75,14 @@ class _Snapshot(Collector):
         for outcome, value in sorted(self.extractions.items()):
             done.add_metric([outcome], value)
         yield done
+        failed = CounterMetricFamily(
+            "memoire_job_failures",
+            "Worker jobs failed for good, after their tries (all workers).",
+            labels=["task"],
+        )
+        for task, value in sorted(self.failures.items()):
+            failed.add_metric([task], value)
+        yield failed
 
 
 _SNAPSHOT = _Snapshot()
@@ -87,8 +97,10 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         async with asyncio.timeout(1):
             queued = await services.redis.zcard(services.config.redis.queue_name)
             extractions = await cast(Awaitable[dict[bytes, bytes]], services.redis.hgetall(EXTRACTIONS_KEY))
+            failures = await cast(Awaitable[dict[bytes, bytes]], services.redis.hgetall(FAILURES_KEY))
         _SNAPSHOT.queue["redis"] = float(queued)
         _SNAPSHOT.extractions = {k.decode(): float(v) for k, v in extractions.items()}
+        _SNAPSHOT.failures = {k.decode(): float(v) for k, v in failures.items()}
     except (RedisError, OSError, TimeoutError):
         _SNAPSHOT.queue.pop("redis", None)
     _SNAPSHOT.queue["spool"] = float(await services.intake.spooled())

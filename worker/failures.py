@@ -23,7 +23,7 @@ from arq.connections import ArqRedis
 
 from memory import db
 from memory.db import Connection
-from worker.queue import INGEST_EXCHANGE, ingest_job_id
+from worker.queue import INGEST_EXCHANGE, count_failure, ingest_job_id
 
 log = logging.getLogger(__name__)
 
@@ -46,28 +46,31 @@ def backoff(first: float, tries: int) -> float:
     return float(min(300.0, first * 2 ** (tries - 1)))
 
 
-def guarded(name: str, timeout: float) -> Callable[[Task], Task]:
-    """Run a worker task within ``timeout`` seconds, retried with backoff, recorded when it fails for good."""
+def guarded(name: str, timeout: str | float) -> Callable[[Task], Task]:
+    """Run a worker task within ``timeout`` seconds (or the ``worker`` setting of that name), retried with
+    backoff, recorded when it fails for good."""
 
     def decorate(task: Task) -> Task:
         @functools.wraps(task)
         async def run(ctx: dict[str, Any], **kwargs: Any) -> Any:
             tries: int = ctx.get("job_try", 1)
+            seconds = float(getattr(ctx["config"].worker, timeout) if isinstance(timeout, str) else timeout)
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(seconds):
                     return await task(ctx, **kwargs)
             except Retry:
                 raise
             except Exception as exc:
                 reason = db.describe(exc) if db.is_database_error(exc) else f"{type(exc).__name__}: {exc}"
                 if isinstance(exc, TimeoutError):
-                    reason = f"timed out after {timeout:g} s"
+                    reason = f"timed out after {seconds:g} s"
                 worker = ctx["config"].worker
                 if tries < worker.max_tries:
                     delay = backoff(worker.retry_delay, tries)
                     log.warning("%s failed (%s); try %d in %g s", name, reason, tries + 1, delay)
                     raise Retry(defer=delay) from exc
                 await record(ctx["pool"], name, kwargs, reason, tries)
+                await count_failure(ctx["redis"], name)
                 log.error("%s failed for good after %d tries: %s", name, tries, reason)  # noqa: TRY400
                 return {"failed": reason}
 

@@ -44,11 +44,22 @@ async def enqueue_ingest(redis: ArqRedis, logs: Iterable[tuple[uuid.UUID, uuid.U
         )
 
 
-#: Where workers count extraction outcomes for ``/metrics`` (a Redis hash: outcome → count).
+#: Where workers count, for ``/metrics``, extraction outcomes and jobs failed for good (Redis hashes:
+#: outcome or task → count), so that every process reports the same figures.
 EXTRACTIONS_KEY = "memoire:metrics:extractions"
+FAILURES_KEY = "memoire:metrics:failures"
 
 
 async def count_extraction(redis: Redis, outcome: str) -> None:
     """Count one finished extraction job by its outcome. Never fails the job."""
+    await _count(redis, EXTRACTIONS_KEY, outcome)
+
+
+async def count_failure(redis: Redis, task: str) -> None:
+    """Count one job failed for good. Never fails the job."""
+    await _count(redis, FAILURES_KEY, task)
+
+
+async def _count(redis: Redis, key: str, field: str) -> None:
     with contextlib.suppress(RedisError, OSError):
-        await cast(Awaitable[int], redis.hincrby(EXTRACTIONS_KEY, outcome, 1))
+        await cast(Awaitable[int], redis.hincrby(key, field, 1))

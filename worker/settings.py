@@ -20,13 +20,17 @@ from worker.queue import INGEST_EXCHANGE
 
 log = logging.getLogger(__name__)
 
-#: arq's own limit on a care task: beyond the task's timeout, so the task's own handling comes first.
-CARE_TIMEOUT = tasks.CARE_TIMEOUT + 60
-PIPELINE_TIMEOUT = tasks.PIPELINE_TIMEOUT + 60
+
+def _beyond(seconds: float) -> float:
+    """arq's limit for a task that bounds itself to ``seconds``: a little more, so that the task's own
+    handling (retry, record) comes first. It also sets how soon a job of a killed worker runs again."""
+    return seconds + max(1.0, min(60.0, seconds / 10))
 
 
 def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory | None = None) -> type:
     """A ``WorkerSettings`` class for ``arq.worker.create_worker``."""
+    care_timeout = _beyond(config.worker.care_timeout)
+    pipeline_timeout = _beyond(config.worker.job_timeout)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["config"] = config
@@ -57,17 +61,17 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
         # requeue sweep can queue a still-pending log again.
         functions: ClassVar[list[Any]] = [
             func(tasks.extract_facts_task, name=INGEST_EXCHANGE, keep_result=0),
-            func(tasks.optimize_memory, keep_result=0, timeout=CARE_TIMEOUT),
-            func(tasks.decay_stale_facts, keep_result=0, timeout=CARE_TIMEOUT),
-            func(tasks.consolidate_user_memory, keep_result=0, timeout=CARE_TIMEOUT),
-            func(tasks.run_deduplication, keep_result=0, timeout=PIPELINE_TIMEOUT),
-            func(tasks.run_supersession, keep_result=0, timeout=PIPELINE_TIMEOUT),
+            func(tasks.optimize_memory, keep_result=0, timeout=care_timeout),
+            func(tasks.decay_stale_facts, keep_result=0, timeout=care_timeout),
+            func(tasks.consolidate_user_memory, keep_result=0, timeout=care_timeout),
+            func(tasks.run_deduplication, keep_result=0, timeout=pipeline_timeout),
+            func(tasks.run_supersession, keep_result=0, timeout=pipeline_timeout),
         ]
         cron_jobs: ClassVar[list[Any]] = [
-            cron(tasks.requeue_pending, second={0, 30}, run_at_startup=True, timeout=60),
+            cron(tasks.requeue_pending, second={0, 30}, run_at_startup=True, timeout=pipeline_timeout),
             # Every 6 hours, daily and weekly; off the hours most schedules crowd.
-            cron(tasks.optimize_memory, hour={0, 6, 12, 18}, minute={41}, second={0}, timeout=CARE_TIMEOUT),
-            cron(tasks.decay_stale_facts, hour={3}, minute={17}, second={0}, timeout=CARE_TIMEOUT),
+            cron(tasks.optimize_memory, hour={0, 6, 12, 18}, minute={41}, second={0}, timeout=care_timeout),
+            cron(tasks.decay_stale_facts, hour={3}, minute={17}, second={0}, timeout=care_timeout),
             # Weekly, on Sundays (arq counts weekdays from Monday = 0).
             cron(
                 tasks.consolidate_user_memory,
@@ -75,7 +79,7 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
                 hour={4},
                 minute={23},
                 second={0},
-                timeout=CARE_TIMEOUT,
+                timeout=care_timeout,
             ),
         ]
         # Keep trying to reach Redis rather than exiting: it may come back.

@@ -22,10 +22,9 @@ log = logging.getLogger(__name__)
 
 #: Chat logs re-queued by one sweep at most, oldest first.
 REQUEUE_BATCH = 1000
-#: Seconds one run of a care task may take; past it, it is retried (and recorded if it keeps failing).
-CARE_TIMEOUT = 3600.0
-#: Seconds one user's pipeline step may take.
-PIPELINE_TIMEOUT = 300.0
+#: The settings that bound one run: a care task over every user, and one user's pipeline step.
+CARE_TIMEOUT = "care_timeout"
+PIPELINE_TIMEOUT = "job_timeout"
 
 
 async def extract_facts_task(ctx: dict[str, Any], tenant_id: str, chat_log_id: str) -> str:

@@ -67,3 +67,18 @@ async def test_metrics_show_latency_queue_depth_and_extraction_outcomes(
     assert sample(after, "memoire_queue_depth", queue="redis") == 0
     assert sample(after, "memoire_queue_depth", queue="spool") == 0
     assert sample(after, "memoire_extractions_total", outcome="extracted") == 2
+    assert sample(after, "memoire_job_failures_total", task="decay_stale_facts") == 0
+
+
+async def test_metrics_show_jobs_failed_for_good(proxy: ServerThread, redis_url: str) -> None:
+    from memoire.config import RedisConfig
+    from worker import queue
+
+    redis = queue.connect(RedisConfig(url=redis_url))
+    try:
+        await queue.count_failure(redis, "decay_stale_facts")  # as a worker does after the last try
+    finally:
+        await redis.aclose(close_connection_pool=True)
+    async with httpx.AsyncClient(base_url=proxy.url) as http:
+        scraped = (await http.get("/metrics")).text
+    assert sample(scraped, "memoire_job_failures_total", task="decay_stale_facts") == 1

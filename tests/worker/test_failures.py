@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis as redis_sync
 from arq.worker import create_worker, func
 
 from memory.embeddings import LocalEmbedder
@@ -62,6 +63,9 @@ async def test_a_failing_job_is_retried_then_recorded_and_can_be_replayed(
         None,
     )
     assert row["reason"] == "ValueError: cannot handle ana"
+    counted = redis_sync.Redis.from_url(redis_url)
+    assert counted.hget("memoire:metrics:failures", "flaky_task") == b"1"  # what /metrics reports
+    counted.close()
 
     calls.clear()
     await run_flaky(redis_url, pg_dsn, embedder, user="bo", hang=True)
