@@ -209,7 +209,7 @@ class CareConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True
     """Past the grace, days of disuse that halve a fact's confidence."""
     archive_below: float = 0.15
     """Confidence under which a decayed fact is archived: recall skips it, history and the API keep it."""
-    batch_users: int = 200
+    batch_users: int = 50
     """Users one step of a care task handles in one short transaction."""
     profile_facts: int = 12
     """Most essential facts per user: the profile injected on every call, whatever the query."""

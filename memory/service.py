@@ -218,6 +218,12 @@ class Memory:
         self.stats.add(tenant_id, [fact.id for fact in facts])
         return Recalled(facts, essential, degraded)
 
+    def forget_profile(self, tenant_id: uuid.UUID, user_id: uuid.UUID | None = None) -> None:
+        """Drop the cached profile of a user (all of the tenant's with no user): after a fact of theirs
+        is edited or deleted here. Other processes see the change within :data:`PROFILE_TTL`."""
+        for key in [k for k in self._profiles if k[0] == tenant_id and user_id in (None, k[1])]:
+            del self._profiles[key]
+
     async def _profile(self, conn: db.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> list[Fact]:
         key = (tenant_id, user_id)
         now = time.monotonic()

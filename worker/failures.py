@@ -21,6 +21,7 @@ import msgspec
 from arq import Retry
 from arq.connections import ArqRedis
 
+from memoire.errors import StorageUnavailable
 from memory import db
 from memory.db import Connection
 from worker.queue import INGEST_EXCHANGE, count_failure, ingest_job_id
@@ -69,8 +70,12 @@ def guarded(name: str, timeout: str | float) -> Callable[[Task], Task]:
                     delay = backoff(worker.retry_delay, tries)
                     log.warning("%s failed (%s); try %d in %g s", name, reason, tries + 1, delay)
                     raise Retry(defer=delay) from exc
-                await record(ctx["pool"], name, kwargs, reason, tries)
                 await count_failure(ctx["redis"], name)
+                try:
+                    await record(ctx["pool"], name, kwargs, reason, tries)
+                except StorageUnavailable:
+                    log.error("%s failed for good (%s); the database is down to record it", name, reason)  # noqa: TRY400
+                    raise
                 log.error("%s failed for good after %d tries: %s", name, tries, reason)  # noqa: TRY400
                 return {"failed": reason}
 
@@ -93,30 +98,33 @@ async def record(pool: asyncpg.Pool, task: str, args: dict[str, Any], reason: st
 
 
 _LIST = """
-SELECT id, task, tenant_id, args, reason, tries, failed_at FROM job_failures WHERE retried_at IS NULL
+SELECT id, task, tenant_id, args, reason, tries, failed_at FROM job_failures
+WHERE retried_at IS NULL AND ($3::uuid IS NULL OR id = $3)
 UNION ALL
 SELECT id, $1, tenant_id, jsonb_build_object('chat_log_id', id::text), coalesce(error, ''), attempts,
        coalesce(processed_at, created_at)
-FROM chat_logs WHERE status = 'failed'
+FROM chat_logs WHERE status = 'failed' AND ($3::uuid IS NULL OR id = $3)
 ORDER BY failed_at DESC LIMIT $2
 """
 
 
-async def listing(conn: Connection, limit: int = 1000) -> list[FailedJob]:
-    """Failed jobs not retried yet, newest first."""
-    rows = await conn.fetch(_LIST, INGEST_EXCHANGE, limit)
+async def listing(conn: Connection, limit: int = 1000, only: uuid.UUID | None = None) -> list[FailedJob]:
+    """Failed jobs not retried yet, newest first (or the one with id ``only``)."""
+    rows = await conn.fetch(_LIST, INGEST_EXCHANGE, limit, only)
     return [msgspec.convert(dict(r), FailedJob) for r in rows]
 
 
 async def retry(pool: asyncpg.Pool, redis: ArqRedis, failure_id: uuid.UUID | None) -> list[FailedJob]:
-    """Queue again one failed job (by id), or all of them (None); returns those queued."""
+    """Queue again one failed job (by id), or all of them (None, a thousand at a time); returns those
+    queued."""
     async with db.connection(pool) as conn:
-        failed = [f for f in await listing(conn) if failure_id is None or f.id == failure_id]
+        failed = await listing(conn, only=failure_id)
     for job in failed:
         if job.task == INGEST_EXCHANGE and job.tenant_id is not None:
             async with db.transaction(pool) as conn:
                 await conn.execute(
-                    "UPDATE chat_logs SET status = 'pending', error = NULL WHERE tenant_id = $1 AND id = $2",
+                    """UPDATE chat_logs SET status = 'pending', error = NULL, attempts = 0
+                       WHERE tenant_id = $1 AND id = $2""",
                     job.tenant_id,
                     job.id,
                 )

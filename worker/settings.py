@@ -31,6 +31,8 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
     """A ``WorkerSettings`` class for ``arq.worker.create_worker``."""
     care_timeout = _beyond(config.worker.care_timeout)
     pipeline_timeout = _beyond(config.worker.job_timeout)
+    # Scheduled runs are retried like the others (arq's cron default is one try).
+    tries = config.worker.max_tries
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["config"] = config
@@ -70,8 +72,22 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
         cron_jobs: ClassVar[list[Any]] = [
             cron(tasks.requeue_pending, second={0, 30}, run_at_startup=True, timeout=pipeline_timeout),
             # Every 6 hours, daily and weekly; off the hours most schedules crowd.
-            cron(tasks.optimize_memory, hour={0, 6, 12, 18}, minute={41}, second={0}, timeout=care_timeout),
-            cron(tasks.decay_stale_facts, hour={3}, minute={17}, second={0}, timeout=care_timeout),
+            cron(
+                tasks.optimize_memory,
+                hour={0, 6, 12, 18},
+                minute={41},
+                second={0},
+                timeout=care_timeout,
+                max_tries=tries,
+            ),
+            cron(
+                tasks.decay_stale_facts,
+                hour={3},
+                minute={17},
+                second={0},
+                timeout=care_timeout,
+                max_tries=tries,
+            ),
             # Weekly, on Sundays (arq counts weekdays from Monday = 0).
             cron(
                 tasks.consolidate_user_memory,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
@@ -55,7 +56,7 @@ async def extract_facts_task(ctx: dict[str, Any], tenant_id: str, chat_log_id: s
         await count_extraction(ctx["redis"], "pending")
         return f"pending: {exc}"
     await count_extraction(ctx["redis"], outcome)
-    if outcome == "extracted":
+    if outcome in ("extracted", "already-extracted"):  # the latter: a rerun after a crash before the chain
         await _chain(ctx, "run_deduplication", tenant_id, chat_log_id=chat_log_id)
     return outcome
 
@@ -72,10 +73,20 @@ async def _chain(ctx: dict[str, Any], task: str, tenant_id: str, **key: str) -> 
         if user_id is None:
             return
         key = {"user_id": str(user_id)}
+    # One job per user per window: extractions close together share it, and a job still running from an
+    # earlier window does not swallow this one (what one misses, the user's next window covers: the facts
+    # of the last day are looked at).
+    window = int(time.time() // CHAIN_WINDOW)
     await ctx["redis"].enqueue_job(
-        task, tenant_id=tenant_id, user_id=key["user_id"], _job_id=f"{task}:{tenant_id}:{key['user_id']}"
+        task,
+        tenant_id=tenant_id,
+        user_id=key["user_id"],
+        _job_id=f"{task}:{tenant_id}:{key['user_id']}:{window}",
     )
 
+
+#: Seconds in which a user's pipeline jobs are one job.
+CHAIN_WINDOW = 10
 
 #: The facts ``run_deduplication`` looks at after an ingest: those this recent (older ones were looked at
 #: then, and consolidate_user_memory looks at all of them weekly).

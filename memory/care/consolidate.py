@@ -1,7 +1,8 @@
 """``consolidate_user_memory``: weekly, each user's memory made whole again.
 
-1. Near-duplicates that slipped through are merged, over all the user's facts (:mod:`memory.care.dedup`:
-   sources kept, the earliest ``valid_from`` kept).
+1. Near-duplicates that slipped through are merged (:mod:`memory.care.dedup`: sources kept, the earliest
+   ``valid_from`` kept): every fact the first time, then the facts that came since the last run
+   (``users.consolidated_at``), so a retried or weekly run does not go over everything again.
 2. The LLM writes the user's profile summary from their essential facts, then their most important and
    most recalled current facts: at most :data:`CONTEXT_FACTS` facts and :data:`CONTEXT_CHARS` characters,
    however many facts the user has (a user with 50,000 facts costs one bounded call). The summary is
@@ -12,18 +13,22 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 
-from memoire.errors import LLMUnavailable
+from memoire.errors import LLMUnavailable, MemoireError
 from memory import db
 from memory.care.dedup import deduplicate_user
 from memory.extraction.llm import LLM
 from memory.facts import EFFECTIVE_TEMPORAL
+
+log = logging.getLogger(__name__)
 
 #: Most facts, and characters of them, the summary is written from.
 CONTEXT_FACTS = 200
@@ -101,7 +106,26 @@ async def summarize_user(
 async def consolidate_user(
     pool: asyncpg.Pool, llm: LLM | None, tenant_id: uuid.UUID, user_id: uuid.UUID, threshold: float
 ) -> Counter[str]:
-    report = await deduplicate_user(pool, tenant_id, user_id, threshold)
-    if llm is not None and await summarize_user(pool, llm, tenant_id, user_id):
-        report["summarized"] += 1
+    """Merge what came since the last run (everything, the first time), then the summary. A user whose
+    summary fails is counted and left for next week; the others go on."""
+    started = datetime.now(UTC)
+    async with db.connection(pool) as conn:
+        since = await conn.fetchval(
+            "SELECT consolidated_at FROM users WHERE tenant_id = $1 AND id = $2", tenant_id, user_id
+        )
+    report = await deduplicate_user(pool, tenant_id, user_id, threshold, since=since)
+    if llm is not None:
+        try:
+            if await summarize_user(pool, llm, tenant_id, user_id):
+                report["summarized"] += 1
+        except (MemoireError, ValueError) as exc:
+            log.warning("profile summary of a user failed (%s); it is written again next run", exc)
+            report["summary_failed"] += 1
+    async with db.transaction(pool) as conn:
+        await conn.execute(
+            "UPDATE users SET consolidated_at = $3 WHERE tenant_id = $1 AND id = $2",
+            tenant_id,
+            user_id,
+            started,
+        )
     return report

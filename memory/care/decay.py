@@ -32,7 +32,6 @@ WITH used AS (
     JOIN unnest($1::uuid[], $2::uuid[]) AS u (tenant_id, user_id)
       ON f.tenant_id = u.tenant_id AND f.user_id = u.user_id
     WHERE f.status = 'active' AND NOT f.pinned AND NOT f.essential
-    FOR UPDATE OF f SKIP LOCKED
 ), candidates AS (
     SELECT tenant_id, id, confidence, last_use, decay_anchor,
            -- Days already charged count only since the same last use.
@@ -40,11 +39,9 @@ WITH used AS (
            greatest(0, floor(extract(epoch FROM $3::timestamptz - last_use) / 86400)::int - $4::int) AS due
     FROM used
 ), changed AS (
-    SELECT tenant_id, id, due, last_use, due > charged AS decays,
-           CASE WHEN due > charged
-                THEN (confidence * power(0.5, (due - charged) / $5::float8))::real
-                ELSE confidence END AS confidence
-    FROM candidates WHERE due <> charged OR decay_anchor IS DISTINCT FROM last_use
+    SELECT tenant_id, id, due, last_use, true AS decays,
+           (confidence * power(0.5, (due - charged) / $5::float8))::real AS confidence
+    FROM candidates WHERE due > charged
 )
 UPDATE memory_facts f
 SET decay_days = c.due,

@@ -39,15 +39,16 @@ ORDER BY f.created_at, f.id LIMIT $6
 """
 
 _NEIGHBOURS = f"""
-SELECT {_FIELDS}, 1 - (f.embedding <=> $3) AS similarity FROM memory_facts f
+SELECT {_FIELDS}, 1 - (f.embedding <=> $3) AS similarity, false AS by_value FROM memory_facts f
 WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.status = 'active' AND f.id <> $4
   AND {EFFECTIVE_TEMPORAL} = $5 AND f.embedding_model = $6 AND f.embedding_dim = $7
 ORDER BY f.embedding <=> $3 LIMIT 5
 """
 
 _SAME_VALUE = f"""
-SELECT {_FIELDS}, 1.0 AS similarity FROM memory_facts f
+SELECT {_FIELDS}, NULL::float8 AS similarity, true AS by_value FROM memory_facts f
 WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.status = 'active' AND f.id <> $3 AND f.slot = $4
+  AND f.value IS NOT NULL
   AND {EFFECTIVE_TEMPORAL} = $5
 """
 
@@ -102,12 +103,19 @@ async def _merge(conn: Connection, tenant_id: uuid.UUID, kept: Any, dropped: Any
     valid_from = min(starts, default=None)
     if valid_from is not None and kept["valid_to"] is not None and valid_from > kept["valid_to"]:
         valid_from = kept["valid_from"]
+    # The one kept inherits what the app and use said of the other: pinned, essential, importance, recalls.
     await conn.execute(
-        """UPDATE memory_facts SET source_chat_log_ids = source_chat_log_ids || $3::uuid[], confidence = $4,
-                  valid_from = $5, metadata = $6, updated_at = now()
-           WHERE tenant_id = $1 AND id = $2""",
+        """UPDATE memory_facts k
+           SET source_chat_log_ids = k.source_chat_log_ids || $3::uuid[], confidence = $4,
+                  valid_from = $5, metadata = $6, updated_at = now(),
+                  pinned = k.pinned OR d.pinned, essential = k.essential OR d.essential,
+                  importance = greatest(k.importance, d.importance),
+                  recall_count = k.recall_count + d.recall_count,
+                  last_recalled_at = greatest(k.last_recalled_at, d.last_recalled_at)
+           FROM memory_facts d
+           WHERE k.tenant_id = $1 AND k.id = $2 AND d.tenant_id = $1 AND d.id = $7""",
         tenant_id, kept["id"], sources, confidence, valid_from,
-        sameness.merge_metadata(kept["metadata"], dropped["metadata"]),
+        sameness.merge_metadata(kept["metadata"], dropped["metadata"]), dropped["id"],
     )  # fmt: skip
     await conn.execute(
         """UPDATE memory_facts SET status = 'deleted', superseded_by = $3, expired_at = now()

@@ -142,6 +142,7 @@ async def patch_fact(request: AnyRequest, fact_id: FromPath[uuid.UUID]) -> Fact:
         fact = await edits.update(conn, tenant(request), fact_id, body, embedding)
     if fact is None:
         raise NotFound(f"no fact {fact_id}", param="fact_id")
+    mem.forget_profile(tenant(request))
     return fact
 
 
@@ -151,3 +152,4 @@ async def delete_fact(request: AnyRequest, fact_id: FromPath[uuid.UUID]) -> None
     async with db.transaction(memory(request).pool) as conn:
         if not await edits.delete(conn, tenant(request), fact_id):
             raise NotFound(f"no fact {fact_id}", param="fact_id")
+    memory(request).forget_profile(tenant(request))

@@ -42,6 +42,7 @@ async def _forget(request: AnyRequest, user_id: str) -> Forgotten:
         await users.lock_names(conn, [(tenant_id, name)])
         spooled = await intake.drop_spooled(tenant_id, name)
         purged = await purge.purge_user(conn, tenant_id, name)
+    memory(request).forget_profile(tenant_id)
     if purged is None and not spooled:
         raise NotFound(f"no user {user_id!r}", param="user_id")
     deleted = purged or purge.Purged()

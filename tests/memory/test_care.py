@@ -275,3 +275,29 @@ async def test_the_summary_of_a_user_with_50000_facts_reads_a_bounded_context(
     assert prompt.count("Remembers thing number") == CONTEXT_FACTS
     assert len(prompt) < CONTEXT_CHARS + 1000
     assert await db.fetchval("SELECT facts_used FROM user_profiles") == CONTEXT_FACTS
+
+
+async def test_a_merge_never_joins_two_values_of_a_slot_and_keeps_what_the_other_fact_had(
+    db: asyncpg.Pool, embedder: LocalEmbedder
+) -> None:
+    now = datetime.now(UTC)
+    await insert_facts(
+        db, embedder, "fay",
+        {"text": "Is allergic to shellfish", "slot": "allergies", "created_at": now - 2 * DAY},  # no value
+        {"text": "Is allergic to peanuts", "slot": "allergies", "value": "peanuts", "created_at": now - DAY},
+        {"text": "Takes insulin daily", "created_at": now - 2 * DAY},
+        {"text": "Takes insulin daily"},
+    )  # fmt: skip
+    await db.execute(
+        """UPDATE memory_facts SET pinned = true, importance = 0.9, recall_count = 40, last_recalled_at = $1
+           WHERE text = 'Takes insulin daily' AND created_at > $2""",
+        now,
+        now - DAY,
+    )
+    tenant, user = await user_key(db, "fay")
+    assert await deduplicate_user(db, tenant, user, threshold=0.9) == {"merged": 1}
+    active = {r["text"]: r for r in await db.fetch("SELECT * FROM memory_facts WHERE status = 'active'")}
+    assert set(active) == {"Is allergic to shellfish", "Is allergic to peanuts", "Takes insulin daily"}
+    kept = active["Takes insulin daily"]
+    assert (kept["pinned"], round(kept["importance"], 2), kept["recall_count"]) == (True, 0.9, 40)
+    assert kept["last_recalled_at"] == now

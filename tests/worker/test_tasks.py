@@ -342,6 +342,8 @@ def test_care_tasks_are_scheduled_as_documented(redis_url: str, pg_dsn: str) -> 
     assert (optimize.hour, optimize.minute, optimize.second) == ({0, 6, 12, 18}, {41}, {0})  # every 6 hours
     weekly = schedules["cron:consolidate_user_memory"]
     assert (weekly.weekday, weekly.hour, weekly.minute) == ({6}, {4}, {23})  # Sundays
+    # Scheduled runs are retried as often as any job (arq's cron default is a single try).
+    assert {schedules[f"cron:{t}"].max_tries for t in ("optimize_memory", "decay_stale_facts")} == {2}
     assert "decay_stale_facts" in {f.name for f in settings.functions}  # type: ignore[attr-defined]
 
 
