@@ -112,13 +112,12 @@ class WorkerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     max_jobs: int = 16
     """Jobs one worker runs at once."""
     job_timeout: float = 300.0
-    """Seconds before a job is abandoned and retried."""
+    """Seconds before a job (an extraction, a user's pipeline step, a page of a care run) is abandoned and
+    retried. A killed worker's job runs again this long plus 10 s after it started."""
     max_tries: int = 5
     """Tries before a job is recorded as failed."""
     requeue_after: float = 60.0
     """Seconds after which a chat log still pending is queued again (covers a lost Redis)."""
-    care_timeout: float = 3600.0
-    """Seconds one run of a care task (optimize, decay, consolidate, on every user) may take."""
     retry_delay: float = 2.0
     """Seconds before a failed care job is tried again; doubled at each try, at most five minutes."""
 

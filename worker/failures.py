@@ -47,14 +47,15 @@ def backoff(first: float, tries: int) -> float:
     return float(min(300.0, first * 2 ** (tries - 1)))
 
 
-def guarded(name: str, timeout: str | float) -> Callable[[Task], Task]:
+def guarded(name: str, timeout: str | float, named_by: str | None = None) -> Callable[[Task], Task]:
     """Run a worker task within ``timeout`` seconds (or the ``worker`` setting of that name), retried with
-    backoff, recorded when it fails for good."""
+    backoff, recorded when it fails for good (under ``name``, or the argument ``named_by`` names)."""
 
     def decorate(task: Task) -> Task:
         @functools.wraps(task)
         async def run(ctx: dict[str, Any], **kwargs: Any) -> Any:
             tries: int = ctx.get("job_try", 1)
+            label = str(kwargs.get(named_by) or name) if named_by else name
             seconds = float(getattr(ctx["config"].worker, timeout) if isinstance(timeout, str) else timeout)
             try:
                 async with asyncio.timeout(seconds):
@@ -68,15 +69,15 @@ def guarded(name: str, timeout: str | float) -> Callable[[Task], Task]:
                 worker = ctx["config"].worker
                 if tries < worker.max_tries:
                     delay = backoff(worker.retry_delay, tries)
-                    log.warning("%s failed (%s); try %d in %g s", name, reason, tries + 1, delay)
+                    log.warning("%s failed (%s); try %d in %g s", label, reason, tries + 1, delay)
                     raise Retry(defer=delay) from exc
-                await count_failure(ctx["redis"], name)
+                await count_failure(ctx["redis"], label)
                 try:
-                    await record(ctx["pool"], name, kwargs, reason, tries)
+                    await record(ctx["pool"], name, kwargs, reason, tries)  # replayable as it was queued
                 except StorageUnavailable:
-                    log.error("%s failed for good (%s); the database is down to record it", name, reason)  # noqa: TRY400
+                    log.error("%s failed for good (%s); the database is down to record it", label, reason)  # noqa: TRY400
                     raise
-                log.error("%s failed for good after %d tries: %s", name, tries, reason)  # noqa: TRY400
+                log.error("%s failed for good after %d tries: %s", label, tries, reason)  # noqa: TRY400
                 return {"failed": reason}
 
         return run

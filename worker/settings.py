@@ -15,7 +15,7 @@ from memoire.config import Config
 from memory import db, embeddings
 from memory.extraction import llm
 from memory.service import EmbedderFactory, Memory
-from worker import tasks
+from worker import sweeps, tasks
 from worker.queue import INGEST_EXCHANGE
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def _beyond(seconds: float) -> float:
 
 def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory | None = None) -> type:
     """A ``WorkerSettings`` class for ``arq.worker.create_worker``."""
-    care_timeout = _beyond(config.worker.care_timeout)
+    # Every job is short (a care run is a chain of page jobs): arq's lease on any job stays short too.
     pipeline_timeout = _beyond(config.worker.job_timeout)
     # Scheduled runs are retried like the others (arq's cron default is one try).
     tries = config.worker.max_tries
@@ -63,9 +63,10 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
         # requeue sweep can queue a still-pending log again.
         functions: ClassVar[list[Any]] = [
             func(tasks.extract_facts_task, name=INGEST_EXCHANGE, keep_result=0),
-            func(tasks.optimize_memory, keep_result=0, timeout=care_timeout),
-            func(tasks.decay_stale_facts, keep_result=0, timeout=care_timeout),
-            func(tasks.consolidate_user_memory, keep_result=0, timeout=care_timeout),
+            func(tasks.optimize_memory, keep_result=0, timeout=pipeline_timeout),
+            func(tasks.decay_stale_facts, keep_result=0, timeout=pipeline_timeout),
+            func(tasks.consolidate_user_memory, keep_result=0, timeout=pipeline_timeout),
+            func(sweeps.care_page, name=sweeps.PAGE_JOB, keep_result=0, timeout=pipeline_timeout),
             func(tasks.run_deduplication, keep_result=0, timeout=pipeline_timeout),
             func(tasks.run_supersession, keep_result=0, timeout=pipeline_timeout),
         ]
@@ -77,7 +78,7 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
                 hour={0, 6, 12, 18},
                 minute={41},
                 second={0},
-                timeout=care_timeout,
+                timeout=pipeline_timeout,
                 max_tries=tries,
             ),
             cron(
@@ -85,7 +86,7 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
                 hour={3},
                 minute={17},
                 second={0},
-                timeout=care_timeout,
+                timeout=pipeline_timeout,
                 max_tries=tries,
             ),
             # Weekly, on Sundays (arq counts weekdays from Monday = 0).
@@ -95,7 +96,7 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
                 hour={4},
                 minute={23},
                 second={0},
-                timeout=care_timeout,
+                timeout=pipeline_timeout,
             ),
         ]
         # Keep trying to reach Redis rather than exiting: it may come back.

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import Counter
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,8 +12,9 @@ from arq import Retry
 
 from memoire.errors import DependencyError, StorageUnavailable
 from memory import db
-from memory.care import consolidate, decay, dedup, optimize, pages, supersession
+from memory.care import dedup, supersession
 from memory.extraction import job
+from worker import sweeps
 from worker.failures import guarded
 from worker.queue import count_extraction, enqueue_ingest
 
@@ -23,8 +22,7 @@ log = logging.getLogger(__name__)
 
 #: Chat logs re-queued by one sweep at most, oldest first.
 REQUEUE_BATCH = 1000
-#: The settings that bound one run: a care task over every user, and one user's pipeline step.
-CARE_TIMEOUT = "care_timeout"
+#: The setting that bounds one user's pipeline step.
 PIPELINE_TIMEOUT = "job_timeout"
 
 
@@ -96,80 +94,45 @@ RECENT = timedelta(days=1)
 @guarded("run_deduplication", PIPELINE_TIMEOUT)
 async def run_deduplication(
     ctx: dict[str, Any], tenant_id: str | None = None, user_id: str | None = None, user: str | None = None
-) -> dict[str, int]:
+) -> dict[str, int] | str:
     """After an extraction: merge the user's recent facts that repeat older ones, then queue
-    ``run_supersession``. Without ids (on demand): every user's facts, or those of users named ``user``."""
-    config = ctx["config"]
-    if tenant_id is not None and user_id is not None:
-        report = await dedup.deduplicate_user(
-            ctx["pool"], uuid.UUID(tenant_id), uuid.UUID(user_id), config.memory.dedup_similarity,
-            since=datetime.now(UTC) - RECENT,
-        )  # fmt: skip
-        await _chain(ctx, "run_supersession", tenant_id, user_id=user_id)
-        return dict(report)
-    report = Counter[str]()
-    async for page in pages.user_pages(ctx["pool"], config.care.batch_users, user=user):
-        for tenant, member in page:
-            report["users"] += 1
-            report.update(
-                await dedup.deduplicate_user(ctx["pool"], tenant, member, config.memory.dedup_similarity)
-            )
-    log.info("run_deduplication: %s", _summary(report))
+    ``run_supersession``. Without ids (on demand): a sweep over every user (or users named ``user``)."""
+    if tenant_id is None or user_id is None:
+        return await sweeps.start(ctx, "run_deduplication", user)
+    report = await dedup.deduplicate_user(
+        ctx["pool"], uuid.UUID(tenant_id), uuid.UUID(user_id), ctx["config"].memory.dedup_similarity,
+        since=datetime.now(UTC) - RECENT,
+    )  # fmt: skip
+    await _chain(ctx, "run_supersession", tenant_id, user_id=user_id)
     return dict(report)
 
 
 @guarded("run_supersession", PIPELINE_TIMEOUT)
 async def run_supersession(
     ctx: dict[str, Any], tenant_id: str | None = None, user_id: str | None = None, user: str | None = None
-) -> dict[str, int]:
-    """After deduplication: one current fact per single-valued slot. Without ids: every user (or ``user``)."""
-    if tenant_id is not None and user_id is not None:
-        return dict(await supersession.supersede_user(ctx["pool"], uuid.UUID(tenant_id), uuid.UUID(user_id)))
-    report = Counter[str]()
-    async for page in pages.user_pages(ctx["pool"], ctx["config"].care.batch_users, user=user):
-        for tenant, member in page:
-            report["users"] += 1
-            report.update(await supersession.supersede_user(ctx["pool"], tenant, member))
-    log.info("run_supersession: %s", _summary(report))
-    return dict(report)
+) -> dict[str, int] | str:
+    """After deduplication: one current fact per single-valued slot. Without ids: a sweep over every user."""
+    if tenant_id is None or user_id is None:
+        return await sweeps.start(ctx, "run_supersession", user)
+    return dict(await supersession.supersede_user(ctx["pool"], uuid.UUID(tenant_id), uuid.UUID(user_id)))
 
 
-@guarded("optimize_memory", CARE_TIMEOUT)
-async def optimize_memory(ctx: dict[str, Any], user: str | None = None) -> dict[str, int]:
-    """Every 6 hours: promote each user's essential facts (their profile) and demote the stale ones."""
-    report = await optimize.optimize_memory(ctx["pool"], ctx["config"].care, datetime.now(UTC), user=user)
-    log.info("optimize_memory: %s", _summary(report))
-    return dict(report)
+async def optimize_memory(ctx: dict[str, Any], user: str | None = None) -> str:
+    """Every 6 hours: promote each user's essential facts (their profile) and demote the stale ones (a
+    sweep; see :mod:`memory.care.optimize`). Returns the run's id."""
+    return await sweeps.start(ctx, "optimize_memory", user)
 
 
-@guarded("consolidate_user_memory", CARE_TIMEOUT)
-async def consolidate_user_memory(ctx: dict[str, Any], user: str | None = None) -> dict[str, int]:
+async def consolidate_user_memory(ctx: dict[str, Any], user: str | None = None) -> str:
     """Weekly: merge every user's near-duplicates and have the LLM write their profile summary again
-    where their facts changed (see :mod:`memory.care.consolidate`)."""
-    config = ctx["config"]
-    report = Counter[str]()
-    async for page in pages.user_pages(ctx["pool"], config.care.batch_users, user=user):
-        for tenant, member in page:
-            report["users"] += 1
-            report.update(
-                await consolidate.consolidate_user(
-                    ctx["pool"], ctx.get("llm"), tenant, member, config.memory.dedup_similarity
-                )
-            )
-    log.info("consolidate_user_memory: %s", _summary(report))
-    return dict(report)
+    where their facts changed (a sweep; see :mod:`memory.care.consolidate`)."""
+    return await sweeps.start(ctx, "consolidate_user_memory", user)
 
 
-@guarded("decay_stale_facts", CARE_TIMEOUT)
-async def decay_stale_facts(ctx: dict[str, Any], user: str | None = None) -> dict[str, int]:
-    """Daily: fade the confidence of unused facts and archive the faded (see :mod:`memory.care.decay`)."""
-    report = await decay.decay_stale_facts(ctx["pool"], ctx["config"].care, datetime.now(UTC), user=user)
-    log.info("decay_stale_facts: %s", _summary(report))
-    return dict(report)
-
-
-def _summary(report: Mapping[str, int]) -> str:
-    return ", ".join(f"{n} {what}" for what, n in sorted(report.items())) or "nothing to do"
+async def decay_stale_facts(ctx: dict[str, Any], user: str | None = None) -> str:
+    """Daily: fade the confidence of unused facts and archive the faded (a sweep; see
+    :mod:`memory.care.decay`)."""
+    return await sweeps.start(ctx, "decay_stale_facts", user)
 
 
 async def requeue_pending(ctx: dict[str, Any]) -> int:

@@ -21,18 +21,27 @@ ORDER BY tenant_id, id LIMIT $5
 """
 
 
+async def next_page(
+    pool: asyncpg.Pool,
+    size: int,
+    after: UserKey | None,
+    *,
+    user: str | None = None,
+    tenant_id: uuid.UUID | None = None,
+) -> list[UserKey]:
+    """The ``size`` users after ``after`` (from the first with None), in (tenant, id) order."""
+    async with db.connection(pool) as conn:
+        rows = await conn.fetch(
+            _PAGE, after[0] if after else None, after[1] if after else None, user, tenant_id, size
+        )
+    return [(r["tenant_id"], r["id"]) for r in rows]
+
+
 async def user_pages(
     pool: asyncpg.Pool, size: int, *, user: str | None = None, tenant_id: uuid.UUID | None = None
 ) -> AsyncIterator[list[UserKey]]:
     """Every user (or those named ``user``, in ``tenant_id``), ``size`` at a time, in (tenant, id) order."""
     after: UserKey | None = None
-    while True:
-        async with db.connection(pool) as conn:
-            rows = await conn.fetch(
-                _PAGE, after[0] if after else None, after[1] if after else None, user, tenant_id, size
-            )
-        if not rows:
-            return
-        page = [(r["tenant_id"], r["id"]) for r in rows]
+    while page := await next_page(pool, size, after, user=user, tenant_id=tenant_id):
         yield page
         after = page[-1]

@@ -32,8 +32,7 @@ def start_worker(pg_dsn: str, redis_url: str, log: Path) -> subprocess.Popen[byt
         "MEMOIRE_REDIS_URL": redis_url,
         "MEMOIRE_EMBEDDINGS_MODEL_DIR": str(MODEL_DIR),
         "MEMOIRE_CARE_BATCH_USERS": "3",  # many short transactions: a kill lands between two of them
-        # A job of a killed worker runs again once its lease (these timeouts and 10 s) has expired.
-        "MEMOIRE_WORKER_CARE_TIMEOUT": "6",
+        # A job of a killed worker runs again once its lease (its timeout and 10 s) has expired.
         "MEMOIRE_WORKER_JOB_TIMEOUT": "3",
         "MEMOIRE_WORKER_POLL_DELAY": "0.05",
     }

@@ -262,6 +262,7 @@ def test_worker_settings_poll_fast_and_register_the_jobs(redis_url: str) -> None
         "optimize_memory",
         "decay_stale_facts",
         "consolidate_user_memory",
+        "care_page",
         "run_deduplication",
         "run_supersession",
     ]
@@ -337,7 +338,7 @@ def test_care_tasks_are_scheduled_as_documented(redis_url: str, pg_dsn: str) -> 
     schedules = {job.name: job for job in settings.cron_jobs}  # type: ignore[attr-defined]
     decay = schedules["cron:decay_stale_facts"]
     assert (decay.hour, decay.minute, decay.second) == ({3}, {17}, {0})  # daily
-    assert decay.timeout_s == 3600 + 60  # worker.care_timeout, and room for the task's own handling
+    assert decay.timeout_s == 300 + 30  # it only starts the run: each page is a job bounded the same way
     optimize = schedules["cron:optimize_memory"]
     assert (optimize.hour, optimize.minute, optimize.second) == ({0, 6, 12, 18}, {41}, {0})  # every 6 hours
     weekly = schedules["cron:consolidate_user_memory"]
