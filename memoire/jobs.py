@@ -120,7 +120,13 @@ async def run_per_user(config: Config, dsn: str, task: str, *, user: str | None)
                 report["users"] += 1
                 if task == "run_deduplication":
                     report.update(
-                        await dedup.deduplicate_user(pool, tenant_id, user_id, config.memory.dedup_similarity)
+                        await dedup.deduplicate_user(
+                            pool,
+                            tenant_id,
+                            user_id,
+                            config.memory.dedup_similarity,
+                            hnsw_threshold=config.memory.hnsw_threshold,
+                        )
                     )
                 else:
                     report.update(await supersession.supersede_user(pool, tenant_id, user_id))
@@ -140,7 +146,12 @@ async def run_consolidate(config: Config, dsn: str, *, user: str | None) -> Coun
                 report["users"] += 1
                 report.update(
                     await consolidate.consolidate_user(
-                        pool, summarizer, tenant_id, user_id, config.memory.dedup_similarity
+                        pool,
+                        summarizer,
+                        tenant_id,
+                        user_id,
+                        config.memory.dedup_similarity,
+                        config.memory.hnsw_threshold,
                     )
                 )
     finally:

@@ -62,15 +62,15 @@ async def _handle(ctx: dict[str, Any], task: str, page: list[UserKey], now: date
     if task == "optimize_memory":
         return await optimize.optimize_page(pool, config.care, page, now)
     report: Counter[str] = Counter()
+    similar, large = config.memory.dedup_similarity, config.memory.hnsw_threshold
     for tenant_id, user_id in page:
         if task == "consolidate_user_memory":
-            threshold = config.memory.dedup_similarity
             report.update(
-                await consolidate.consolidate_user(pool, ctx.get("llm"), tenant_id, user_id, threshold)
+                await consolidate.consolidate_user(pool, ctx.get("llm"), tenant_id, user_id, similar, large)
             )
         elif task == "run_deduplication":
             report.update(
-                await dedup.deduplicate_user(pool, tenant_id, user_id, config.memory.dedup_similarity)
+                await dedup.deduplicate_user(pool, tenant_id, user_id, similar, hnsw_threshold=large)
             )
         elif task == "run_supersession":
             report.update(await supersession.supersede_user(pool, tenant_id, user_id))

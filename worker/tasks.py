@@ -101,7 +101,7 @@ async def run_deduplication(
         return await sweeps.start(ctx, "run_deduplication", user)
     report = await dedup.deduplicate_user(
         ctx["pool"], uuid.UUID(tenant_id), uuid.UUID(user_id), ctx["config"].memory.dedup_similarity,
-        since=datetime.now(UTC) - RECENT,
+        since=datetime.now(UTC) - RECENT, hnsw_threshold=ctx["config"].memory.hnsw_threshold,
     )  # fmt: skip
     await _chain(ctx, "run_supersession", tenant_id, user_id=user_id)
     return dict(report)

@@ -104,7 +104,12 @@ async def summarize_user(
 
 
 async def consolidate_user(
-    pool: asyncpg.Pool, llm: LLM | None, tenant_id: uuid.UUID, user_id: uuid.UUID, threshold: float
+    pool: asyncpg.Pool,
+    llm: LLM | None,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    threshold: float,
+    hnsw_threshold: int = 20_000,
 ) -> Counter[str]:
     """Merge what came since the last run (everything, the first time), then the summary. A user whose
     summary fails is counted and left for next week; the others go on."""
@@ -113,7 +118,9 @@ async def consolidate_user(
         since = await conn.fetchval(
             "SELECT consolidated_at FROM users WHERE tenant_id = $1 AND id = $2", tenant_id, user_id
         )
-    report = await deduplicate_user(pool, tenant_id, user_id, threshold, since=since)
+    report = await deduplicate_user(
+        pool, tenant_id, user_id, threshold, since=since, hnsw_threshold=hnsw_threshold
+    )
     if llm is not None:
         try:
             if await summarize_user(pool, llm, tenant_id, user_id):

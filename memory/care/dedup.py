@@ -23,8 +23,8 @@ from memory import db, sameness, slots, users
 from memory.db import Connection
 from memory.facts import EFFECTIVE_TEMPORAL
 
-#: Facts looked at in one transaction.
-PAGE = 200
+#: Facts looked at in one transaction (under the user's write lock: kept short).
+PAGE = 50
 
 _FIELDS = f"""f.id, f.slot, f.value, f.text, f.confidence, f.source_chat_log_ids, f.metadata, f.valid_from,
     f.valid_to, f.created_at, f.embedding, f.embedding_model, f.embedding_dim,
@@ -43,6 +43,17 @@ SELECT {_FIELDS}, 1 - (f.embedding <=> $3) AS similarity, false AS by_value FROM
 WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.status = 'active' AND f.id <> $4
   AND {EFFECTIVE_TEMPORAL} = $5 AND f.embedding_model = $6 AND f.embedding_dim = $7
 ORDER BY f.embedding <=> $3 LIMIT 5
+"""
+
+# For users with more facts than memory.hnsw_threshold: neighbours from the HNSW index (migration 0003),
+# with an iterative scan so the user filter still fills the list; the model is a literal for the partial
+# index.
+_NEIGHBOURS_HNSW = f"""
+SELECT {_FIELDS}, 1 - (f.embedding::vector(384) <=> $3::vector(384)) AS similarity, false AS by_value
+FROM memory_facts f
+WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.status = 'active' AND f.id <> $4
+  AND {EFFECTIVE_TEMPORAL} = $5 AND f.embedding_model = 'all-MiniLM-L6-v2'
+ORDER BY f.embedding::vector(384) <=> $3::vector(384) LIMIT 5
 """
 
 _SAME_VALUE = f"""
@@ -77,7 +88,7 @@ def _same(fact: Any, other: Any, threshold: float) -> bool:
 
 
 async def _duplicate_of(
-    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, fact: Any, threshold: float
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, fact: Any, threshold: float, large: bool
 ) -> Any:
     """An older active fact that says what ``fact`` says, if any."""
     candidates: list[Any] = []
@@ -85,7 +96,12 @@ async def _duplicate_of(
         candidates += await conn.fetch(
             _SAME_VALUE, tenant_id, user_id, fact["id"], fact["slot"], fact["temporal"]
         )
-    if fact["embedding"] is not None:
+    indexed = fact["embedding_model"] == "all-MiniLM-L6-v2" and fact["embedding_dim"] == 384
+    if fact["embedding"] is not None and large and indexed:
+        candidates += await conn.fetch(
+            _NEIGHBOURS_HNSW, tenant_id, user_id, fact["embedding"], fact["id"], fact["temporal"]
+        )
+    elif fact["embedding"] is not None:
         candidates += await conn.fetch(
             _NEIGHBOURS, tenant_id, user_id, fact["embedding"], fact["id"], fact["temporal"],
             fact["embedding_model"], fact["embedding_dim"],
@@ -132,13 +148,26 @@ async def deduplicate_user(
     user_id: uuid.UUID,
     threshold: float,
     since: datetime | None = None,
+    hnsw_threshold: int = 20_000,
 ) -> Counter[str]:
-    """Merge the user's duplicate facts into older ones: every fact, or those created ``since``."""
+    """Merge the user's duplicate facts into older ones: every fact, or those created ``since``. A user
+    with more than ``hnsw_threshold`` facts is searched through the HNSW index (approximate)."""
     report: Counter[str] = Counter()
     after: tuple[datetime, uuid.UUID] | None = None
+    async with db.connection(pool) as conn:
+        large = bool(
+            await conn.fetchval(
+                """SELECT count(*) > $3 FROM (SELECT 1 FROM memory_facts
+                   WHERE tenant_id = $1 AND user_id = $2 AND status = 'active' LIMIT $3 + 1) AS f""",
+                tenant_id, user_id, hnsw_threshold,
+            )
+        )  # fmt: skip
     while True:
         async with db.transaction(pool) as conn:
             await users.lock(conn, tenant_id, user_id)
+            if large:
+                await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                await conn.execute("SET LOCAL hnsw.ef_search = 100")
             page = await conn.fetch(
                 _PAGE, tenant_id, user_id, since,
                 after[0] if after else None, after[1] if after else None, PAGE,
@@ -153,7 +182,7 @@ async def deduplicate_user(
                     != "active"
                 ):
                     continue  # merged away earlier in this page
-                kept = await _duplicate_of(conn, tenant_id, user_id, fact, threshold)
+                kept = await _duplicate_of(conn, tenant_id, user_id, fact, threshold, large)
                 if kept is not None:
                     await _merge(conn, tenant_id, kept, fact)
                     report["merged"] += 1

@@ -301,3 +301,18 @@ async def test_a_merge_never_joins_two_values_of_a_slot_and_keeps_what_the_other
     kept = active["Takes insulin daily"]
     assert (kept["pinned"], round(kept["importance"], 2), kept["recall_count"]) == (True, 0.9, 40)
     assert kept["last_recalled_at"] == now
+
+
+async def test_large_users_are_deduplicated_through_the_hnsw_index(
+    db: asyncpg.Pool, embedder: LocalEmbedder
+) -> None:
+    now = datetime.now(UTC)
+    await insert_facts(
+        db, embedder, "gus",
+        {"text": "Collects vinyl records", "created_at": now - DAY},
+        {"text": "Collects vinyl records"},
+        {"text": "Speaks Portuguese"},
+    )  # fmt: skip
+    tenant, user = await user_key(db, "gus")
+    assert await deduplicate_user(db, tenant, user, threshold=0.9, hnsw_threshold=0) == {"merged": 1}
+    assert await deduplicate_user(db, tenant, user, threshold=0.9, hnsw_threshold=0) == {}
