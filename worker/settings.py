@@ -97,6 +97,7 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
                 minute={23},
                 second={0},
                 timeout=pipeline_timeout,
+                max_tries=tries,
             ),
         ]
         # Keep trying to reach Redis rather than exiting: it may come back.

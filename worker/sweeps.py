@@ -8,9 +8,10 @@ its own, so:
 
 - no job runs long, and arq's lease on a job (its timeout plus 10 s) stays short: after a worker is
   killed, the interrupted page runs again within minutes, not after the longest task;
-- a page is idempotent (the tasks change only what is due), so running it again after a crash, before or
-  after it queued the next page, changes nothing twice; the next page's job id is fixed by the run and
-  the step, so it is never queued twice.
+- a page is idempotent (the tasks change only what is due), so running it again after a crash changes
+  nothing twice; the next page's job id is fixed by the run and the step, so while it waits it is not
+  queued twice (a page run again after the next one finished queues it again: time lost, nothing else);
+- a page that fails for good is recorded, to be replayed alone, and the run goes on with the next page.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from memory.care import consolidate, decay, dedup, optimize, pages, supersession
 from memory.care.pages import UserKey
+from worker import failures, queue
 from worker.failures import guarded
 
 log = logging.getLogger(__name__)
@@ -87,18 +89,34 @@ async def care_page(
     after: list[str] | None = None,
     step: int = 0,
     totals: dict[str, int] | None = None,
+    single: bool = False,
 ) -> dict[str, int]:
-    """One page of a run of ``task``: its users after ``after``; then the next page, or the run's totals."""
+    """One page of a run of ``task``: its users after ``after``; then the next page, or the run's totals.
+    ``single``: this page alone (the replay of a page that failed)."""
     if task not in SWEEPS:
         raise ValueError(f"no care task {task!r}")
     size = ctx["config"].care.batch_users
     cursor = (uuid.UUID(after[0]), uuid.UUID(after[1])) if after else None
     page = await pages.next_page(ctx["pool"], size, cursor, user=user)
-    report = await _handle(ctx, task, page, datetime.fromisoformat(now))
+    try:
+        report = await _handle(ctx, task, page, datetime.fromisoformat(now))
+    except Exception as exc:
+        if ctx.get("job_try", 1) < ctx["config"].worker.max_tries or single:
+            raise  # tried again (guarded); a replayed page fails as itself
+        # Failed for good: recorded to be replayed alone, and the run goes on with the next page, so one
+        # bad page never keeps the users after it from their care.
+        reason = f"{type(exc).__name__}: {exc}"
+        args = {"task": task, "run": run, "now": now, "user": user, "after": after, "single": True}
+        await failures.record(ctx["pool"], PAGE_JOB, args, reason, ctx.get("job_try", 1))
+        await queue.count_failure(ctx["redis"], task)
+        log.error("%s: a page failed for good and was recorded (%s); the run goes on", task, reason)  # noqa: TRY400
+        report = Counter({"pages_failed": 1})
     running = Counter(totals or {})
     running.update(report)
     running["users"] += len(page)
-    if len(page) == size:
+    if single:
+        log.info("%s (run %s, one page again): %s", task, run, summary(report))
+    elif len(page) == size:
         await ctx["redis"].enqueue_job(
             PAGE_JOB, task=task, run=run, now=now, user=user, after=[str(page[-1][0]), str(page[-1][1])],
             step=step + 1, totals=dict(running), _job_id=f"{task}:{run}:{step + 1}",

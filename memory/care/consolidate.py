@@ -1,8 +1,9 @@
 """``consolidate_user_memory``: weekly, each user's memory made whole again.
 
 1. Near-duplicates that slipped through are merged (:mod:`memory.care.dedup`: sources kept, the earliest
-   ``valid_from`` kept): every fact the first time, then the facts that came since the last run
-   (``users.consolidated_at``), so a retried or weekly run does not go over everything again.
+   ``valid_from`` kept), among the facts changed (created, reinforced, edited, re-embedded, restored)
+   since the last run (``users.consolidated_at``), or in the last 30 days the first time: work bounded by
+   what is new, not by all a user has. ``memoire jobs run run_deduplication`` goes over everything.
 2. The LLM writes the user's profile summary from their essential facts, then their most important and
    most recalled current facts: at most :data:`CONTEXT_FACTS` facts and :data:`CONTEXT_CHARS` characters,
    however many facts the user has (a user with 50,000 facts costs one bounded call). The summary is
@@ -16,7 +17,7 @@ import hashlib
 import logging
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -25,10 +26,15 @@ import msgspec
 from memoire.errors import LLMUnavailable, MemoireError
 from memory import db
 from memory.care.dedup import deduplicate_user
-from memory.extraction.llm import LLM
+from memory.extraction.llm import LLM, Rejected
 from memory.facts import EFFECTIVE_TEMPORAL
 
 log = logging.getLogger(__name__)
+
+#: What the first run looks at, and how far back each later one looks before the last run's start (on the
+#: database's clock): a fact whose transaction began before that start but committed after is still seen.
+FIRST_WINDOW = timedelta(days=30)
+OVERLAP = timedelta(hours=1)
 
 #: Most facts, and characters of them, the summary is written from.
 CONTEXT_FACTS = 200
@@ -111,13 +117,21 @@ async def consolidate_user(
     threshold: float,
     hnsw_threshold: int = 20_000,
 ) -> Counter[str]:
-    """Merge what came since the last run (everything, the first time), then the summary. A user whose
-    summary fails is counted and left for next week; the others go on."""
-    started = datetime.now(UTC)
+    """Merge what changed since the last run (the last :data:`FIRST_WINDOW` the first time), then the
+    summary. A user whose summary fails is counted and left for next week; the others go on."""
     async with db.connection(pool) as conn:
-        since = await conn.fetchval(
-            "SELECT consolidated_at FROM users WHERE tenant_id = $1 AND id = $2", tenant_id, user_id
+        window = await conn.fetchrow(
+            """SELECT now() AS started,
+                      coalesce(consolidated_at - $3::interval, now() - $4::interval) AS since
+               FROM users WHERE tenant_id = $1 AND id = $2""",
+            tenant_id,
+            user_id,
+            OVERLAP,
+            FIRST_WINDOW,
         )
+    if window is None:
+        return Counter()  # forgotten meanwhile
+    started, since = window["started"], window["since"]
     report = await deduplicate_user(
         pool, tenant_id, user_id, threshold, since=since, hnsw_threshold=hnsw_threshold
     )
@@ -125,7 +139,7 @@ async def consolidate_user(
         try:
             if await summarize_user(pool, llm, tenant_id, user_id):
                 report["summarized"] += 1
-        except (MemoireError, ValueError) as exc:
+        except (MemoireError, Rejected, ValueError) as exc:
             log.warning("profile summary of a user failed (%s); it is written again next run", exc)
             report["summary_failed"] += 1
     async with db.transaction(pool) as conn:

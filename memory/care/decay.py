@@ -25,56 +25,66 @@ from memory import db
 from memory.care.pages import UserKey, user_pages
 
 _DECAY = """
-WITH used AS (
-    SELECT f.tenant_id, f.id, f.confidence, f.decay_days, f.decay_anchor,
-           greatest(f.updated_at, coalesce(f.last_recalled_at, f.updated_at)) AS last_use
-    FROM memory_facts f
-    JOIN unnest($1::uuid[], $2::uuid[]) AS u (tenant_id, user_id)
-      ON f.tenant_id = u.tenant_id AND f.user_id = u.user_id
-    WHERE f.status = 'active' AND NOT f.pinned AND NOT f.essential
-), candidates AS (
-    SELECT tenant_id, id, confidence, last_use, decay_anchor,
-           -- Days already charged count only since the same last use.
-           CASE WHEN decay_anchor IS DISTINCT FROM last_use THEN 0 ELSE decay_days END AS charged,
-           greatest(0, floor(extract(epoch FROM $3::timestamptz - last_use) / 86400)::int - $4::int) AS due
-    FROM used
-), changed AS (
-    SELECT tenant_id, id, due, last_use, true AS decays,
+WITH changed AS (
+    SELECT tenant_id, id, last_use, due, confidence AS was,
            (confidence * power(0.5, (due - charged) / $5::float8))::real AS confidence
-    FROM candidates WHERE due > charged
+    FROM (
+        SELECT f.tenant_id, f.id, f.confidence, use.last_use,
+               -- Days already charged count only since the same last use.
+               CASE WHEN f.decay_anchor IS DISTINCT FROM use.last_use THEN 0 ELSE f.decay_days END AS charged,
+               greatest(0, floor(extract(epoch FROM $3::timestamptz - use.last_use) / 86400)::int - $4::int)
+                 AS due
+        FROM memory_facts f
+        JOIN unnest($1::uuid[], $2::uuid[]) AS u (tenant_id, user_id)
+          ON f.tenant_id = u.tenant_id AND f.user_id = u.user_id
+        CROSS JOIN LATERAL (
+            SELECT greatest(f.updated_at, coalesce(f.last_recalled_at, f.updated_at)) AS last_use
+        ) AS use
+        WHERE f.status = 'active' AND NOT f.pinned AND NOT f.essential
+    ) AS facts
+    WHERE due > charged
+    LIMIT $7
 )
 UPDATE memory_facts f
 SET decay_days = c.due,
     decay_anchor = c.last_use,
     confidence = c.confidence,
-    status = CASE WHEN c.decays AND c.confidence < $6 THEN 'archived' ELSE f.status END,
-    expired_at = CASE WHEN c.decays AND c.confidence < $6 THEN $3 ELSE f.expired_at END
+    status = CASE WHEN c.confidence < $6 THEN 'archived' ELSE f.status END,
+    expired_at = CASE WHEN c.confidence < $6 THEN $3 ELSE f.expired_at END
 FROM changed c
 WHERE f.tenant_id = c.tenant_id AND f.id = c.id
-RETURNING c.decays, f.status = 'archived' AS archived
+  -- Rechecked on the row as it is when locked: a fact reinforced, recalled, pinned, superseded or merged
+  -- since the snapshot is left alone (it is looked at again next run).
+  AND f.status = 'active' AND NOT f.pinned AND NOT f.essential AND f.confidence = c.was
+  AND greatest(f.updated_at, coalesce(f.last_recalled_at, f.updated_at)) = c.last_use
+RETURNING f.status = 'archived' AS archived
 """
+
+#: Facts one statement decays at most: each batch is its own short transaction.
+BATCH = 1000
 
 
 async def decay_page(
     pool: asyncpg.Pool, config: CareConfig, page: list[UserKey], now: datetime
 ) -> Counter[str]:
-    async with db.transaction(pool) as conn:
-        rows = await conn.fetch(
-            _DECAY,
-            [t for t, _ in page],
-            [u for _, u in page],
-            now,
-            config.decay_grace_days,
-            config.decay_half_life_days,
-            config.archive_below,
-        )
+    """Decay the page's users' facts, :data:`BATCH` at a time, until none is due."""
     changes: Counter[str] = Counter()
-    for row in rows:
-        if row["archived"]:
-            changes["archived"] += 1
-        elif row["decays"]:
-            changes["decayed"] += 1
-    return changes
+    while True:
+        async with db.transaction(pool) as conn:
+            rows = await conn.fetch(
+                _DECAY,
+                [t for t, _ in page],
+                [u for _, u in page],
+                now,
+                config.decay_grace_days,
+                config.decay_half_life_days,
+                config.archive_below,
+                BATCH,
+            )
+        for row in rows:
+            changes["archived" if row["archived"] else "decayed"] += 1
+        if len(rows) < BATCH:
+            return changes
 
 
 async def decay_stale_facts(

@@ -33,7 +33,7 @@ _FIELDS = f"""f.id, f.slot, f.value, f.text, f.confidence, f.source_chat_log_ids
 _PAGE = f"""
 SELECT {_FIELDS} FROM memory_facts f
 WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.status = 'active'
-  AND ($3::timestamptz IS NULL OR f.created_at >= $3)
+  AND ($3::timestamptz IS NULL OR f.updated_at >= $3)
   AND ($4::timestamptz IS NULL OR (f.created_at, f.id) > ($4, $5::uuid))
 ORDER BY f.created_at, f.id LIMIT $6
 """
@@ -59,21 +59,20 @@ ORDER BY f.embedding::vector(384) <=> $3::vector(384) LIMIT 5
 _SAME_VALUE = f"""
 SELECT {_FIELDS}, NULL::float8 AS similarity, true AS by_value FROM memory_facts f
 WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.status = 'active' AND f.id <> $3 AND f.slot = $4
-  AND f.value IS NOT NULL
+  AND lower(btrim(f.value)) = lower(btrim($6))
   AND {EFFECTIVE_TEMPORAL} = $5
 """
 
 
 def _same(fact: Any, other: Any, threshold: float) -> bool:
     value, other_value = slots.normalize_value(fact["value"]), slots.normalize_value(other["value"])
-    if fact["slot"] and fact["slot"] == other["slot"] and value and other_value:
-        if value != other_value:
-            return False  # close in wording, different value
-        if sameness.dates_agree(
-            other, SimpleNamespace(valid_from=fact["valid_from"], valid_to=fact["valid_to"])
-        ):
-            return True
-    if float(other["similarity"]) < threshold:
+    same_slot = bool(fact["slot"]) and fact["slot"] == other["slot"]
+    if other["by_value"]:  # found by slot: one only when both name the same value, on agreeing dates
+        dates = SimpleNamespace(valid_from=fact["valid_from"], valid_to=fact["valid_to"])
+        return same_slot and bool(value) and value == other_value and sameness.dates_agree(other, dates)
+    if same_slot and value and other_value and value != other_value:
+        return False  # close in wording, different value
+    if other["similarity"] is None or float(other["similarity"]) < threshold:
         return False
     return sameness.compatible(
         fact["text"],
@@ -94,7 +93,7 @@ async def _duplicate_of(
     candidates: list[Any] = []
     if fact["slot"] and fact["value"]:
         candidates += await conn.fetch(
-            _SAME_VALUE, tenant_id, user_id, fact["id"], fact["slot"], fact["temporal"]
+            _SAME_VALUE, tenant_id, user_id, fact["id"], fact["slot"], fact["temporal"], fact["value"]
         )
     indexed = fact["embedding_model"] == "all-MiniLM-L6-v2" and fact["embedding_dim"] == 384
     if fact["embedding"] is not None and large and indexed:
@@ -150,7 +149,7 @@ async def deduplicate_user(
     since: datetime | None = None,
     hnsw_threshold: int = 20_000,
 ) -> Counter[str]:
-    """Merge the user's duplicate facts into older ones: every fact, or those created ``since``. A user
+    """Merge the user's duplicate facts into older ones: every fact, or those changed ``since``. A user
     with more than ``hnsw_threshold`` facts is searched through the HNSW index (approximate)."""
     report: Counter[str] = Counter()
     after: tuple[datetime, uuid.UUID] | None = None

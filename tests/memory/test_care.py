@@ -316,3 +316,21 @@ async def test_large_users_are_deduplicated_through_the_hnsw_index(
     tenant, user = await user_key(db, "gus")
     assert await deduplicate_user(db, tenant, user, threshold=0.9, hnsw_threshold=0) == {"merged": 1}
     assert await deduplicate_user(db, tenant, user, threshold=0.9, hnsw_threshold=0) == {}
+
+
+async def test_two_stays_in_one_city_on_different_dates_stay_two_facts(
+    db: asyncpg.Pool, embedder: LocalEmbedder
+) -> None:
+    now = datetime.now(UTC)
+    stay = {"text": "Lived in Austin", "slot": "home_city", "value": "Austin"}
+    await insert_facts(
+        db, embedder, "hal",
+        {**stay, "valid_from": now - 3000 * DAY, "created_at": now - 2 * DAY},
+        {**stay, "valid_from": now - 900 * DAY},
+    )  # fmt: skip
+    await db.execute(
+        "UPDATE memory_facts SET temporal_status = 'past', valid_to = valid_from + interval '300 days'"
+    )
+    tenant, user = await user_key(db, "hal")
+    assert await deduplicate_user(db, tenant, user, threshold=0.9) == {}
+    assert await db.fetchval("SELECT count(*) FROM memory_facts WHERE status = 'active'") == 2
