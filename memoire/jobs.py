@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from memoire.config import Config
 from memoire.errors import MemoireError
 from memory import db, embeddings, reembed
-from memory.care import consolidate, decay, dedup, optimize, pages, supersession
+from memory.care import pages
 from memory.extraction import job, llm
 from memory.service import Memory
-from worker import failures, queue
+from worker import failures, queue, sweeps
 
 TASKS = (
     "extract_facts_task",
@@ -100,65 +100,22 @@ async def run_reembed(config: Config, dsn: str, *, user: str | None) -> Counter[
     return outcomes
 
 
-async def run_care(config: Config, dsn: str, task: str, *, user: str | None) -> Counter[str]:
-    """``decay_stale_facts`` or ``optimize_memory`` now, over every user (or those named ``user``)."""
-    sweep = decay.decay_stale_facts if task == "decay_stale_facts" else optimize.optimize_memory
+async def run_sweep(config: Config, dsn: str, task: str, *, user: str | None) -> Counter[str]:
+    """A care task (see :data:`worker.sweeps.SWEEPS`) over every user (or those named ``user``), now, in
+    this process: the worker's page handling, without its per-page timeout. Consolidate's summaries need
+    the LLM (skipped without one)."""
     pool = await db.create_pool(config.database, dsn)
+    summarizer = llm.create(config.llm) if task == "consolidate_user_memory" else None
+    ctx = {"pool": pool, "config": config, "llm": summarizer}
+    now = datetime.now(UTC)
     try:
-        return await sweep(pool, config.care, datetime.now(UTC), user=user)
-    finally:
-        await db.close_pool(pool)
-
-
-async def run_per_user(config: Config, dsn: str, task: str, *, user: str | None) -> Counter[str]:
-    """``run_deduplication`` or ``run_supersession`` over every user (or those named ``user``)."""
-    pool = await db.create_pool(config.database, dsn)
-    report: Counter[str] = Counter()
-    try:
-        async for page in pages.user_pages(pool, config.care.batch_users, user=user):
-            for tenant_id, user_id in page:
-                report["users"] += 1
-                if task == "run_deduplication":
-                    report.update(
-                        await dedup.deduplicate_user(
-                            pool,
-                            tenant_id,
-                            user_id,
-                            config.memory.dedup_similarity,
-                            hnsw_threshold=config.memory.hnsw_threshold,
-                        )
-                    )
-                else:
-                    report.update(await supersession.supersede_user(pool, tenant_id, user_id))
-    finally:
-        await db.close_pool(pool)
-    return report
-
-
-async def run_consolidate(config: Config, dsn: str, *, user: str | None) -> Counter[str]:
-    """``consolidate_user_memory`` now; the profile summaries need the LLM (skipped without one)."""
-    pool = await db.create_pool(config.database, dsn)
-    summarizer = llm.create(config.llm)
-    report: Counter[str] = Counter()
-    try:
-        async for page in pages.user_pages(pool, config.care.batch_users, user=user):
-            for tenant_id, user_id in page:
-                report["users"] += 1
-                report.update(
-                    await consolidate.consolidate_user(
-                        pool,
-                        summarizer,
-                        tenant_id,
-                        user_id,
-                        config.memory.dedup_similarity,
-                        config.memory.hnsw_threshold,
-                    )
-                )
+        return await pages.sweep(
+            pool, config.care.batch_users, lambda page: sweeps.handle_page(ctx, task, page, now), user=user
+        )
     finally:
         if summarizer is not None:
             await summarizer.close()
         await db.close_pool(pool)
-    return report
 
 
 def run(config: Config, dsn: str, task: str, *, user: str | None, retry_failed: bool) -> Counter[str]:
@@ -166,12 +123,8 @@ def run(config: Config, dsn: str, task: str, *, user: str | None, retry_failed: 
         return asyncio.run(run_extract(config, dsn, user=user, retry_failed=retry_failed))
     if task == "reembed_facts":
         return asyncio.run(run_reembed(config, dsn, user=user))
-    if task == "consolidate_user_memory":
-        return asyncio.run(run_consolidate(config, dsn, user=user))
-    if task in ("decay_stale_facts", "optimize_memory"):
-        return asyncio.run(run_care(config, dsn, task, user=user))
-    if task in ("run_deduplication", "run_supersession"):
-        return asyncio.run(run_per_user(config, dsn, task, user=user))
+    if task in sweeps.SWEEPS:
+        return asyncio.run(run_sweep(config, dsn, task, user=user))
     raise MemoireError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
 
 

@@ -57,7 +57,8 @@ async def start(ctx: dict[str, Any], task: str, user: str | None = None) -> str:
     return run
 
 
-async def _handle(ctx: dict[str, Any], task: str, page: list[UserKey], now: datetime) -> Counter[str]:
+async def handle_page(ctx: dict[str, Any], task: str, page: list[UserKey], now: datetime) -> Counter[str]:
+    """Do ``task`` for one page of users (``ctx``: the pool, the config and, for consolidate, the LLM)."""
     pool, config = ctx["pool"], ctx["config"]
     if task == "decay_stale_facts":
         return await decay.decay_page(pool, config.care, page, now)
@@ -99,7 +100,7 @@ async def care_page(
     cursor = (uuid.UUID(after[0]), uuid.UUID(after[1])) if after else None
     page = await pages.next_page(ctx["pool"], size, cursor, user=user)
     try:
-        report = await _handle(ctx, task, page, datetime.fromisoformat(now))
+        report = await handle_page(ctx, task, page, datetime.fromisoformat(now))
     except Exception as exc:
         if ctx.get("job_try", 1) < ctx["config"].worker.max_tries or single:
             raise  # tried again (guarded); a replayed page fails as itself

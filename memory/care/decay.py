@@ -22,7 +22,7 @@ import asyncpg
 
 from memoire.config import CareConfig
 from memory import db
-from memory.care.pages import UserKey, user_pages
+from memory.care.pages import UserKey, sweep
 
 _DECAY = """
 WITH changed AS (
@@ -97,8 +97,10 @@ async def decay_stale_facts(
 ) -> Counter[str]:
     """Decay every user's unused facts as of ``now``; returns how many facts decayed and were archived,
     and how many users were looked at."""
-    report: Counter[str] = Counter()
-    async for page in user_pages(pool, config.batch_users, user=user, tenant_id=tenant_id):
-        report["users"] += len(page)
-        report.update(await decay_page(pool, config, page, now))
-    return report
+    return await sweep(
+        pool,
+        config.batch_users,
+        lambda page: decay_page(pool, config, page, now),
+        user=user,
+        tenant_id=tenant_id,
+    )

@@ -23,7 +23,7 @@ import asyncpg
 
 from memoire.config import CareConfig
 from memory import db, slots
-from memory.care.pages import UserKey, user_pages
+from memory.care.pages import UserKey, sweep
 from memory.facts import EFFECTIVE_TEMPORAL
 
 _SINGLE = [name for name in slots.SLOTS if slots.is_single(name)]
@@ -83,8 +83,10 @@ async def optimize_memory(
     tenant_id: uuid.UUID | None = None,
 ) -> Counter[str]:
     """Promote and demote essential facts for every user (or those named ``user``)."""
-    report: Counter[str] = Counter()
-    async for page in user_pages(pool, config.batch_users, user=user, tenant_id=tenant_id):
-        report["users"] += len(page)
-        report.update(await optimize_page(pool, config, page, now))
-    return report
+    return await sweep(
+        pool,
+        config.batch_users,
+        lambda page: optimize_page(pool, config, page, now),
+        user=user,
+        tenant_id=tenant_id,
+    )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 
@@ -45,3 +46,19 @@ async def user_pages(
     while page := await next_page(pool, size, after, user=user, tenant_id=tenant_id):
         yield page
         after = page[-1]
+
+
+async def sweep(
+    pool: asyncpg.Pool,
+    size: int,
+    handle: Callable[[list[UserKey]], Awaitable[Counter[str]]],
+    *,
+    user: str | None = None,
+    tenant_id: uuid.UUID | None = None,
+) -> Counter[str]:
+    """``handle`` every page of users in turn; the sum of their reports, with the users looked at."""
+    report: Counter[str] = Counter()
+    async for page in user_pages(pool, size, user=user, tenant_id=tenant_id):
+        report["users"] += len(page)
+        report.update(await handle(page))
+    return report
