@@ -120,6 +120,9 @@ class WorkerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Seconds after which a chat log still pending is queued again (covers a lost Redis)."""
     retry_delay: float = 2.0
     """Seconds before a failed care job is tried again; doubled at each try, at most five minutes."""
+    chain_window: float = 10.0
+    """Seconds in which a user's extractions share one dedup → supersession job. One that comes while the
+    job runs goes to the next window's job, which waits for its window to open."""
 
 
 LLMProvider = Literal["none", "openai", "anthropic", "gemini", "openrouter", "openai-compatible"]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq import Retry
+from arq.jobs import Job, JobStatus
 
 from memoire.errors import DependencyError, StorageUnavailable
 from memory import db
@@ -71,20 +72,21 @@ async def _chain(ctx: dict[str, Any], task: str, tenant_id: str, **key: str) -> 
         if user_id is None:
             return
         key = {"user_id": str(user_id)}
-    # One job per user per window: extractions close together share it, and a job still running from an
-    # earlier window does not swallow this one (what one misses, the user's next window covers: the facts
-    # of the last day are looked at).
-    window = int(time.time() // CHAIN_WINDOW)
-    await ctx["redis"].enqueue_job(
-        task,
-        tenant_id=tenant_id,
-        user_id=key["user_id"],
-        _job_id=f"{task}:{tenant_id}:{key['user_id']}:{window}",
-    )
+    # One job per user per window: extractions close together share it while it waits. Once it has
+    # started (or finished, its result kept), it may not see this extraction's facts, so those go to the
+    # next window's job, held until that window opens (a job of an earlier window never swallows them).
+    every = ctx["config"].worker.chain_window
+    window = int(time.time() // every)
+    redis = ctx["redis"]
+    prefix = f"{task}:{tenant_id}:{key['user_id']}"
+    args = {"tenant_id": tenant_id, "user_id": key["user_id"]}
+    if await redis.enqueue_job(task, **args, _job_id=f"{prefix}:{window}") is not None:
+        return
+    current = Job(f"{prefix}:{window}", redis, _queue_name=redis.default_queue_name)
+    if await current.status() in (JobStatus.in_progress, JobStatus.complete):
+        opens = datetime.fromtimestamp((window + 1) * every, UTC)
+        await redis.enqueue_job(task, **args, _job_id=f"{prefix}:{window + 1}", _defer_until=opens)
 
-
-#: Seconds in which a user's pipeline jobs are one job.
-CHAIN_WINDOW = 10
 
 #: The facts ``run_deduplication`` looks at after an ingest: those this recent (older ones were looked at
 #: then, and consolidate_user_memory looks at all of them weekly).

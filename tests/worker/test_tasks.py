@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -397,3 +399,31 @@ async def test_each_extraction_chains_deduplication_then_supersession_for_its_us
     assert active == ["Likes green tea", "Plays the cello", "Works at Apple"]
     assert await db.fetchval("SELECT count(*) FROM memory_facts WHERE status = 'deleted'") == 1
     assert await db.fetchval("SELECT count(*) FROM memory_facts WHERE status = 'superseded'") == 1
+
+
+async def test_an_extraction_while_its_users_chain_runs_gets_the_next_windows_chain(redis_url: str) -> None:
+    from arq.jobs import Job, JobStatus
+
+    from worker.tasks import _chain
+
+    cfg = make_config(redis={"url": redis_url}, worker={"chain_window": 60.0})
+    redis = queue.connect(cfg.redis)
+    ctx = {"redis": redis, "config": cfg}
+    user = str(new_id())
+    if time.time() % 60 > 58:
+        await asyncio.sleep(2.5)  # the whole test in one window
+    window = int(time.time() // 60)
+    prefix = f"run_deduplication:{DEFAULT_TENANT_ID}:{user}"
+    try:
+        await _chain(ctx, "run_deduplication", str(DEFAULT_TENANT_ID), user_id=user)
+        await _chain(ctx, "run_deduplication", str(DEFAULT_TENANT_ID), user_id=user)  # shares the waiting job
+        assert await redis.zcard(redis.default_queue_name) == 1
+        # A worker takes the job (arq marks it in progress): it may have read the user's facts already, so
+        # the next extraction's chain is the next window's job, which waits for its window to open.
+        await redis.psetex(f"arq:in-progress:{prefix}:{window}", 60_000, b"1")
+        await _chain(ctx, "run_deduplication", str(DEFAULT_TENANT_ID), user_id=user)
+        following = Job(f"{prefix}:{window + 1}", redis, _queue_name=redis.default_queue_name)
+        assert await following.status() == JobStatus.deferred
+        assert await redis.zscore(redis.default_queue_name, f"{prefix}:{window + 1}") == (window + 1) * 60_000
+    finally:
+        await redis.aclose(close_connection_pool=True)
