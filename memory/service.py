@@ -33,6 +33,8 @@ EmbedderFactory = Callable[[], Embedder]
 #: Seconds a user's profile is served from memory before it is read again.
 PROFILE_TTL = 30.0
 PROFILE_CACHE_SIZE = 50_000
+#: Seconds past its expiry that a cached profile still stands in when recall cannot answer in time.
+PROFILE_FALLBACK = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class Memory:
         self.policy = writer.Policy(dedup_similarity=config.memory.dedup_similarity)
         # Users' profiles (essential facts), and until when they are trusted.
         self._profiles: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, list[Fact]]] = {}
+        self._user_ids: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
         # Users known to have more facts than memory.hnsw_threshold, and until when that is trusted.
         self._large: dict[tuple[uuid.UUID, uuid.UUID], tuple[bool, float]] = {}
 
@@ -204,6 +207,10 @@ class Memory:
             user_id = await users.find(conn, tenant_id, user)
             if user_id is None:
                 return Recalled(None, [], degraded)
+            if profile:
+                if len(self._user_ids) >= PROFILE_CACHE_SIZE:
+                    self._user_ids.clear()
+                self._user_ids[(tenant_id, user)] = user_id
             facts = await recall.recall(
                 conn,
                 tenant_id=tenant_id,
@@ -217,6 +224,15 @@ class Memory:
             essential = await self._profile(conn, tenant_id, user_id) if profile else []
         self.stats.add(tenant_id, [fact.id for fact in facts])
         return Recalled(facts, essential, degraded)
+
+    def known_profile(self, tenant_id: uuid.UUID, user: str) -> list[Fact]:
+        """The user's profile as last read in this process (up to :data:`PROFILE_FALLBACK` seconds past its
+        expiry), without a query: what a call gets when its recall times out or the database is down."""
+        user_id = self._user_ids.get((tenant_id, user))
+        cached = self._profiles.get((tenant_id, user_id)) if user_id is not None else None
+        if cached is None or cached[0] + PROFILE_FALLBACK < time.monotonic():
+            return []
+        return cached[1]
 
     def forget_profile(self, tenant_id: uuid.UUID, user_id: uuid.UUID | None = None) -> None:
         """Drop the cached profile of a user (all of the tenant's with no user): after a fact of theirs

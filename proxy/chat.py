@@ -120,23 +120,29 @@ async def _recall_within_budget(
         task.add_done_callback(_quietly)
         degraded.append("recall-timeout")
         RECALL.labels("timeout").observe(time.perf_counter() - started)
-        return None
+        return _profile_only(services, principal, user)
     try:
         found = task.result()
     except StorageUnavailable:
         services.health.mark("database", False)
         degraded.append("database")
         RECALL.labels("database").observe(time.perf_counter() - started)
-        return None
+        return _profile_only(services, principal, user)
     except Exception:
         log.exception("recall failed; the call goes on without memory")
         degraded.append("recall-error")
         RECALL.labels("error").observe(time.perf_counter() - started)
-        return None
+        return _profile_only(services, principal, user)
     RECALL.labels("ok").observe(time.perf_counter() - started)
     services.health.mark("database", True)
     degraded.extend(found.degraded)
     return found
+
+
+def _profile_only(services: services_.Services, principal: Principal, user: str) -> Recalled | None:
+    """When recall cannot answer: the user's profile as this process last read it, if it has."""
+    profile = services.memory.known_profile(principal.tenant_id, user)
+    return Recalled(None, profile, []) if profile else None
 
 
 def _quietly(task: asyncio.Task[Any]) -> None:

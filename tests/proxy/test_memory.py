@@ -15,7 +15,7 @@ import tiktoken
 
 from memoire.errors import EmbedderUnavailable
 from proxy.memory_block import CLOSE, OPEN
-from tests.conftest import ProxyFactory, make_config
+from tests.conftest import ProxyFactory, fetch_sync, make_config
 from tests.support.llm import FakeLLM
 from tests.support.servers import ServerThread
 from tests.support.services import StoppablePostgres
@@ -325,7 +325,9 @@ def test_a_hung_database_costs_a_call_no_more_than_the_recall_budget(
     try:
         proxy = start_proxy(postgres.dsn, memory={"recall_timeout": 0.2})
         with httpx.Client(base_url=proxy.url, timeout=30) as http:
-            remember(http, "hung", {"text": "Lives in Oslo"})
+            remember(http, "hung", {"text": "Lives in Oslo"}, {"text": "Is called Hana"})
+            fetch_sync(postgres.dsn, "UPDATE memory_facts SET essential = true WHERE text = 'Is called Hana'")
+            assert http.post("/v1/chat/completions", json=ask("hung", "hi")).status_code == 200
             frozen = postgres.freeze()
             try:
                 started = time.monotonic()
@@ -337,6 +339,11 @@ def test_a_hung_database_costs_a_call_no_more_than_the_recall_budget(
         assert response.headers["x-memoire-status"] == "degraded"
         assert "recall-timeout" in response.headers["x-memoire-degraded"]
         assert elapsed < 2.0  # the budget (0.2 s) plus the fake upstream, not the driver's 10 s timeout
+        # The profile this process last read still goes in; what only recall would find does not.
+        assert response.headers["x-memoire-recalled"] == "1"
+        block = block_of(sent_upstream(fake)["messages"][0])
+        assert "Is called Hana" in block
+        assert "Oslo" not in block
     finally:
         postgres.cleanup()
 
