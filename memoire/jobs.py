@@ -109,9 +109,12 @@ async def run_sweep(config: Config, dsn: str, task: str, *, user: str | None) ->
     ctx = {"pool": pool, "config": config, "llm": summarizer}
     now = datetime.now(UTC)
     try:
-        return await pages.sweep(
-            pool, config.care.batch_users, lambda page: sweeps.handle_page(ctx, task, page, now), user=user
-        )
+
+        async def handle(page: list[pages.UserKey]) -> Counter[str]:
+            report, _ = await sweeps.handle_page(ctx, task, page, now)  # no deadline: runs to the end
+            return report
+
+        return await pages.sweep(pool, config.care.batch_users, handle, user=user)
     finally:
         if summarizer is not None:
             await summarizer.close()

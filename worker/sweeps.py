@@ -11,15 +11,19 @@ its own, so:
 - a page is idempotent (the tasks change only what is due), so running it again after a crash changes
   nothing twice; the next page's job id is fixed by the run and the step, so while it waits it is not
   queued twice (a page run again after the next one finished queues it again: time lost, nothing else);
-- a page that fails for good is recorded, to be replayed alone, and the run goes on with the next page.
+- a page that fails for good is recorded, to be replayed alone, and the run goes on with the next page;
+- a full dedup pass over a user with tens of thousands of facts stops once half the timeout is spent, and
+  the next job goes on from the fact where it stopped.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,27 +61,50 @@ async def start(ctx: dict[str, Any], task: str, user: str | None = None) -> str:
     return run
 
 
-async def handle_page(ctx: dict[str, Any], task: str, page: list[UserKey], now: datetime) -> Counter[str]:
-    """Do ``task`` for one page of users (``ctx``: the pool, the config and, for consolidate, the LLM)."""
+@dataclass(frozen=True)
+class Stopped:
+    """A page left part-way, its time spent: a user's dedup pass stopped at a fact."""
+
+    index: int
+    """The page's user whose pass stopped (those before it are done)."""
+    after: dedup.Cursor
+    """The last of their facts looked at."""
+
+
+async def handle_page(
+    ctx: dict[str, Any],
+    task: str,
+    page: list[UserKey],
+    now: datetime,
+    *,
+    resume: dedup.Cursor | None = None,
+    deadline: float | None = None,
+) -> tuple[Counter[str], Stopped | None]:
+    """Do ``task`` for one page of users (``ctx``: the pool, the config and, for consolidate, the LLM).
+    A full dedup pass starts its first user after the fact ``resume`` and stops once ``deadline`` passed."""
     pool, config = ctx["pool"], ctx["config"]
     if task == "decay_stale_facts":
-        return await decay.decay_page(pool, config.care, page, now)
+        return await decay.decay_page(pool, config.care, page, now), None
     if task == "optimize_memory":
-        return await optimize.optimize_page(pool, config.care, page, now)
+        return await optimize.optimize_page(pool, config.care, page, now), None
     report: Counter[str] = Counter()
     similar, large = config.memory.dedup_similarity, config.memory.hnsw_threshold
-    for tenant_id, user_id in page:
+    for index, (tenant_id, user_id) in enumerate(page):
         if task == "consolidate_user_memory":
             report.update(
                 await consolidate.consolidate_user(pool, ctx.get("llm"), tenant_id, user_id, similar, large)
             )
         elif task == "run_deduplication":
-            report.update(
-                await dedup.deduplicate_user(pool, tenant_id, user_id, similar, hnsw_threshold=large)
-            )
+            done, stopped = await dedup.deduplicate_until(
+                pool, tenant_id, user_id, similar, hnsw_threshold=large,
+                after=resume if index == 0 else None, deadline=deadline,
+            )  # fmt: skip
+            report.update(done)
+            if stopped is not None:
+                return report, Stopped(index, stopped)
         elif task == "run_supersession":
             report.update(await supersession.supersede_user(pool, tenant_id, user_id))
-    return report
+    return report, None
 
 
 @guarded(PAGE_JOB, "job_timeout", named_by="task")
@@ -91,37 +118,61 @@ async def care_page(
     step: int = 0,
     totals: dict[str, int] | None = None,
     single: bool = False,
+    resume: list[str] | None = None,
 ) -> dict[str, int]:
     """One page of a run of ``task``: its users after ``after``; then the next page, or the run's totals.
-    ``single``: this page alone (the replay of a page that failed)."""
+    ``single``: this page alone (the replay of a page that failed). ``resume``: where the first user's
+    dedup pass stopped (created_at, id) when the page before ran out of time."""
     if task not in SWEEPS:
         raise ValueError(f"no care task {task!r}")
-    size = ctx["config"].care.batch_users
+    config = ctx["config"]
+    # Half the job's timeout: a page that must stop leaves time for its last batch and the next job.
+    deadline = time.monotonic() + config.worker.job_timeout / 2
+    size = config.care.batch_users
     cursor = (uuid.UUID(after[0]), uuid.UUID(after[1])) if after else None
+    start = (datetime.fromisoformat(resume[0]), uuid.UUID(resume[1])) if resume else None
     page = await pages.next_page(ctx["pool"], size, cursor, user=user)
+    stopped: Stopped | None = None
     try:
-        report = await handle_page(ctx, task, page, datetime.fromisoformat(now))
+        report, stopped = await handle_page(
+            ctx, task, page, datetime.fromisoformat(now), resume=start, deadline=deadline
+        )
     except Exception as exc:
-        if ctx.get("job_try", 1) < ctx["config"].worker.max_tries or single:
+        if ctx.get("job_try", 1) < config.worker.max_tries or single:
             raise  # tried again (guarded); a replayed page fails as itself
         # Failed for good: recorded to be replayed alone, and the run goes on with the next page, so one
         # bad page never keeps the users after it from their care.
         reason = f"{type(exc).__name__}: {exc}"
-        args = {"task": task, "run": run, "now": now, "user": user, "after": after, "single": True}
+        args = {
+            "task": task, "run": run, "now": now, "user": user, "after": after, "single": True,
+            "resume": resume,
+        }  # fmt: skip
         await failures.record(ctx["pool"], PAGE_JOB, args, reason, ctx.get("job_try", 1))
         await queue.count_failure(ctx["redis"], task)
         log.error("%s: a page failed for good and was recorded (%s); the run goes on", task, reason)  # noqa: TRY400
         report = Counter({"pages_failed": 1})
     running = Counter(totals or {})
     running.update(report)
-    running["users"] += len(page)
-    if single:
-        log.info("%s (run %s, one page again): %s", task, run, summary(report))
-    elif len(page) == size:
+    following: dict[str, Any] | None = None
+    if stopped is not None:  # out of time in a user's pass: the next job goes on from there
+        running["users"] += stopped.index
+        before = page[stopped.index - 1] if stopped.index else cursor
+        following = {
+            "after": [str(before[0]), str(before[1])] if before else None,
+            "resume": [stopped.after[0].isoformat(), str(stopped.after[1])],
+            "single": single,
+        }
+    else:
+        running["users"] += len(page)
+        if len(page) == size and not single:
+            following = {"after": [str(page[-1][0]), str(page[-1][1])]}
+    if following is not None:
         await ctx["redis"].enqueue_job(
-            PAGE_JOB, task=task, run=run, now=now, user=user, after=[str(page[-1][0]), str(page[-1][1])],
-            step=step + 1, totals=dict(running), _job_id=f"{task}:{run}:{step + 1}",
+            PAGE_JOB, task=task, run=run, now=now, user=user, step=step + 1, totals=dict(running),
+            _job_id=f"{task}:{run}:{step + 1}{':again' if single else ''}", **following,
         )  # fmt: skip
+    elif single:
+        log.info("%s (run %s, one page again): %s", task, run, summary(running))
     else:
         log.info("%s (run %s): %s", task, run, summary(running))
     return dict(report)

@@ -11,6 +11,7 @@ Facts are taken in pages of :data:`PAGE`, each in one short transaction under th
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from datetime import datetime
@@ -141,6 +142,10 @@ async def _merge(conn: Connection, tenant_id: uuid.UUID, kept: Any, dropped: Any
     )
 
 
+#: Where a user's pass stopped: the last fact looked at, by (created_at, id).
+Cursor = tuple[datetime, uuid.UUID]
+
+
 async def deduplicate_user(
     pool: asyncpg.Pool,
     tenant_id: uuid.UUID,
@@ -151,8 +156,27 @@ async def deduplicate_user(
 ) -> Counter[str]:
     """Merge the user's duplicate facts into older ones: every fact, or those changed ``since``. A user
     with more than ``hnsw_threshold`` facts is searched through the HNSW index (approximate)."""
+    report, _ = await deduplicate_until(
+        pool, tenant_id, user_id, threshold, since=since, hnsw_threshold=hnsw_threshold
+    )
+    return report
+
+
+async def deduplicate_until(
+    pool: asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    threshold: float,
+    *,
+    since: datetime | None = None,
+    hnsw_threshold: int = 20_000,
+    after: Cursor | None = None,
+    deadline: float | None = None,
+) -> tuple[Counter[str], Cursor | None]:
+    """As :func:`deduplicate_user`, from the fact after ``after``, stopping after the batch during which
+    ``deadline`` (a :func:`time.monotonic` time) passed: what it did, and where to go on from (None: done).
+    A pass over a user with tens of thousands of facts thus spans several jobs, each within its timeout."""
     report: Counter[str] = Counter()
-    after: tuple[datetime, uuid.UUID] | None = None
     async with db.connection(pool) as conn:
         large = bool(
             await conn.fetchval(
@@ -186,5 +210,7 @@ async def deduplicate_user(
                     await _merge(conn, tenant_id, kept, fact)
                     report["merged"] += 1
         if len(page) < PAGE:
-            return report
+            return report, None
         after = (page[-1]["created_at"], page[-1]["id"])
+        if deadline is not None and time.monotonic() >= deadline:
+            return report, after

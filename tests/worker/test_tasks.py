@@ -12,7 +12,7 @@ import pytest
 from arq.worker import create_worker
 
 from memoire.config import Config
-from memory import exchanges
+from memory import exchanges, users
 from memory.embeddings import LocalEmbedder
 from memory.exchanges import DEFAULT_TENANT_ID, Exchange, new_id, now
 from tests.conftest import SharedEmbedder, make_config
@@ -374,6 +374,55 @@ async def test_decay_runs_on_demand_through_the_queue(
     worker = await run_burst(cfg, pg_dsn, embedder)
     assert worker.jobs_failed == 0
     assert await db.fetchval("SELECT status FROM memory_facts") == "archived"
+
+
+async def test_a_dedup_pass_longer_than_a_job_goes_on_in_the_next_job_from_where_it_stopped(
+    db: asyncpg.Pool, redis_url: str, pg_dsn: str, embedder: LocalEmbedder
+) -> None:
+    # A job may take 1 s, so a page stops after 0.5 s; one user has 1,200 facts (600 said twice, each pair
+    # with its own random embedding), more than one job gets through.
+    cfg = make_config(
+        redis={"url": redis_url}, database={"pool_min": 1},
+        worker={"requeue_after": 0, "max_tries": 2, "retry_delay": 0.05, "job_timeout": 1.0},
+    )  # fmt: skip
+    async with db.acquire() as conn:
+        big = await users.ensure(conn, DEFAULT_TENANT_ID, "big")
+        small = await users.ensure(conn, DEFAULT_TENANT_ID, "small")
+        await conn.execute(
+            """WITH said AS (
+                   SELECT n, (SELECT array_agg(random() - 0.5) FROM generate_series(1, 384)
+                              WHERE n > 0)::vector AS v
+                   FROM generate_series(1, 600) n)
+               INSERT INTO memory_facts (tenant_id, user_id, text, embedding, embedding_model, embedding_dim,
+                                         created_at)
+               SELECT $1, $2, 'Remembers thing ' || n, v, 'all-MiniLM-L6-v2', 384, now() - n * interval '1 s'
+               FROM said, generate_series(1, 2)""",
+            DEFAULT_TENANT_ID,
+            big,
+        )
+    from tests.memory.test_care import insert_facts
+
+    await insert_facts(db, embedder, "small", {"text": "Plays the cello"}, {"text": "Plays the cello"})
+    redis = queue.connect(cfg.redis)
+    try:
+        assert await redis.enqueue_job("run_deduplication") is not None  # every user
+    finally:
+        await redis.aclose(close_connection_pool=True)
+    worker = await run_burst(cfg, pg_dsn, embedder)
+    assert worker.jobs_failed == 0
+    assert worker.jobs_complete >= 3  # the run's start, then one page that took more than one job
+    deleted = await db.fetch(
+        "SELECT user_id, count(*) AS n FROM memory_facts WHERE status = 'deleted' GROUP BY user_id"
+    )
+    assert {r["user_id"]: r["n"] for r in deleted} == {big: 600, small: 1}
+
+    redis = queue.connect(cfg.redis)
+    try:
+        assert await redis.enqueue_job("run_deduplication") is not None  # a second run changes nothing
+    finally:
+        await redis.aclose(close_connection_pool=True)
+    await run_burst(cfg, pg_dsn, embedder)
+    assert await db.fetchval("SELECT count(*) FROM memory_facts WHERE status = 'deleted'") == 601
 
 
 async def test_each_extraction_chains_deduplication_then_supersession_for_its_user(
