@@ -13,7 +13,8 @@ import redis as redis_sync
 from arq.worker import create_worker, func
 
 from memory.embeddings import LocalEmbedder
-from tests.conftest import ProxyFactory
+from memory.exchanges import DEFAULT_TENANT_ID
+from tests.conftest import ProxyFactory, make_config
 from tests.proxy.test_auth import ADMIN
 from tests.worker.test_tasks import config
 from worker import failures, queue
@@ -127,3 +128,56 @@ async def test_the_admin_api_runs_tasks_and_shows_and_replays_failures(
         assert (
             await http.get("/v1/admin/jobs/failed", headers={"authorization": "Bearer nope"})
         ).status_code == 401
+
+
+async def test_a_care_page_that_fails_for_good_is_recorded_and_the_run_goes_on(
+    db: asyncpg.Pool, redis_url: str, pg_dsn: str, embedder: LocalEmbedder
+) -> None:
+    from tests.worker.test_tasks import run_burst
+
+    # Six users in pages of two, each with a fact unused for 400 days. The first page cannot be written:
+    # the database refuses one of its facts (as a broken row or a failing constraint would).
+    cfg = make_config(
+        redis={"url": redis_url}, database={"pool_min": 1}, care={"batch_users": 2},
+        worker={"requeue_after": 0, "max_tries": 2, "retry_delay": 0.05},
+    )  # fmt: skip
+    await db.execute(
+        """WITH u AS (
+               INSERT INTO users (id, tenant_id, external_id)
+               SELECT ('00000000-0000-0000-0000-00000000000' || n)::uuid, $1, 'user-' || n
+               FROM generate_series(1, 6) n RETURNING tenant_id, id, external_id)
+           INSERT INTO memory_facts (tenant_id, user_id, text, confidence, updated_at)
+           SELECT tenant_id, id, 'Old news of ' || external_id, 0.8, now() - interval '400 days' FROM u""",
+        DEFAULT_TENANT_ID,
+    )
+    await db.execute(
+        """CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN RAISE EXCEPTION 'refused: %', NEW.text; END $$;
+           CREATE TRIGGER refuse_poison BEFORE UPDATE ON memory_facts FOR EACH ROW
+           WHEN (NEW.text = 'Old news of user-1') EXECUTE FUNCTION refuse_poison()"""
+    )
+    try:
+        redis = queue.connect(cfg.redis)
+        try:
+            await redis.enqueue_job("decay_stale_facts")
+        finally:
+            await redis.aclose(close_connection_pool=True)
+        worker = await run_burst(cfg, pg_dsn, embedder)
+        assert worker.jobs_failed == 0  # the page's last try is recorded, not raised
+        faded = """SELECT array_agg(u.external_id ORDER BY u.id) FROM memory_facts f
+                   JOIN users u ON u.id = f.user_id WHERE f.decay_days > 0"""
+        assert await db.fetchval(faded) == ["user-3", "user-4", "user-5", "user-6"]
+        [failed] = await db.fetch("SELECT id, task, args, reason, tries FROM job_failures")
+        assert (failed["task"], failed["tries"]) == ("care_page", 2)
+        assert failed["args"]["task"] == "decay_stale_facts"
+        assert failed["args"]["single"] is True
+        assert "refused: Old news of user-1" in failed["reason"]
+    finally:
+        await db.execute("DROP TRIGGER refuse_poison ON memory_facts; DROP FUNCTION refuse_poison()")
+
+    # Repaired, the page is replayed alone: its two users are cared for, the others are not charged twice.
+    retried = _jobs(pg_dsn, redis_url, "retry", str(failed["id"]))
+    assert retried.returncode == 0, retried.stderr
+    await run_burst(cfg, pg_dsn, embedder)
+    charged = await db.fetch("SELECT decay_days FROM memory_facts")
+    assert [r["decay_days"] for r in charged] == [370] * 6
