@@ -33,8 +33,8 @@ EmbedderFactory = Callable[[], Embedder]
 #: Seconds a user's profile is served from memory before it is read again.
 PROFILE_TTL = 30.0
 PROFILE_CACHE_SIZE = 50_000
-#: Seconds past its expiry that a cached profile still stands in when recall cannot answer in time.
-PROFILE_FALLBACK = 300.0
+#: Seconds since it was read that a cached profile still stands in when recall cannot answer in time.
+PROFILE_FALLBACK = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +207,7 @@ class Memory:
             user_id = await users.find(conn, tenant_id, user)
             if user_id is None:
                 return Recalled(None, [], degraded)
-            if profile:
+            if profile and (tenant_id, user) not in self._user_ids:
                 if len(self._user_ids) >= PROFILE_CACHE_SIZE:
                     self._user_ids.clear()
                 self._user_ids[(tenant_id, user)] = user_id
@@ -226,11 +226,11 @@ class Memory:
         return Recalled(facts, essential, degraded)
 
     def known_profile(self, tenant_id: uuid.UUID, user: str) -> list[Fact]:
-        """The user's profile as last read in this process (up to :data:`PROFILE_FALLBACK` seconds past its
-        expiry), without a query: what a call gets when its recall times out or the database is down."""
+        """The user's profile as last read in this process (at most :data:`PROFILE_FALLBACK` seconds ago),
+        without a query: what a proxied call gets when its recall times out or the database is down."""
         user_id = self._user_ids.get((tenant_id, user))
         cached = self._profiles.get((tenant_id, user_id)) if user_id is not None else None
-        if cached is None or cached[0] + PROFILE_FALLBACK < time.monotonic():
+        if cached is None or cached[0] - PROFILE_TTL + PROFILE_FALLBACK < time.monotonic():
             return []
         return cached[1]
 

@@ -18,6 +18,7 @@ its own, so:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -119,33 +120,39 @@ async def care_page(
     totals: dict[str, int] | None = None,
     single: bool = False,
     resume: list[str] | None = None,
+    limit: int | None = None,
 ) -> dict[str, int]:
     """One page of a run of ``task``: its users after ``after``; then the next page, or the run's totals.
-    ``single``: this page alone (the replay of a page that failed). ``resume``: where the first user's
-    dedup pass stopped (created_at, id) when the page before ran out of time."""
+    ``single``: this page alone (the replay of a page that failed), of ``limit`` users if given.
+    ``resume``: (user, created_at, fact id) where that user's dedup pass stopped, out of time."""
     if task not in SWEEPS:
         raise ValueError(f"no care task {task!r}")
     config = ctx["config"]
-    # Half the job's timeout: a page that must stop leaves time for its last batch and the next job.
+    # Half the job's timeout: a page that must stop leaves time for its last fact and the next job. A page
+    # still running at 80 % fails here, not in the job's own timeout, so that its last try is recorded
+    # and the run goes on.
     deadline = time.monotonic() + config.worker.job_timeout / 2
-    size = config.care.batch_users
+    size = limit or config.care.batch_users
     cursor = (uuid.UUID(after[0]), uuid.UUID(after[1])) if after else None
-    start = (datetime.fromisoformat(resume[0]), uuid.UUID(resume[1])) if resume else None
     page = await pages.next_page(ctx["pool"], size, cursor, user=user)
+    start = None
+    if resume and page and str(page[0][1]) == resume[0]:  # the user it stopped in is still there
+        start = (datetime.fromisoformat(resume[1]), uuid.UUID(resume[2]))
     stopped: Stopped | None = None
     try:
-        report, stopped = await handle_page(
-            ctx, task, page, datetime.fromisoformat(now), resume=start, deadline=deadline
-        )
+        async with asyncio.timeout(config.worker.job_timeout * 0.8):
+            report, stopped = await handle_page(
+                ctx, task, page, datetime.fromisoformat(now), resume=start, deadline=deadline
+            )
     except Exception as exc:
         if ctx.get("job_try", 1) < config.worker.max_tries or single:
             raise  # tried again (guarded); a replayed page fails as itself
         # Failed for good: recorded to be replayed alone, and the run goes on with the next page, so one
         # bad page never keeps the users after it from their care.
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         args = {
             "task": task, "run": run, "now": now, "user": user, "after": after, "single": True,
-            "resume": resume,
+            "resume": resume, "limit": size,
         }  # fmt: skip
         await failures.record(ctx["pool"], PAGE_JOB, args, reason, ctx.get("job_try", 1))
         await queue.count_failure(ctx["redis"], task)
@@ -154,14 +161,18 @@ async def care_page(
     running = Counter(totals or {})
     running.update(report)
     following: dict[str, Any] | None = None
+    job_id = f"{task}:{run}:{step + 1}"
     if stopped is not None:  # out of time in a user's pass: the next job goes on from there
         running["users"] += stopped.index
         before = page[stopped.index - 1] if stopped.index else cursor
+        user_id, fact = page[stopped.index][1], stopped.after
         following = {
             "after": [str(before[0]), str(before[1])] if before else None,
-            "resume": [stopped.after[0].isoformat(), str(stopped.after[1])],
-            "single": single,
+            "resume": [str(user_id), fact[0].isoformat(), str(fact[1])],
         }
+        if single:  # the rest of the replayed page, and no more; its own id, as other replays run too
+            following |= {"single": True, "limit": size - stopped.index}
+            job_id = f"{task}:{run}:again:{user_id}:{fact[1]}"
     else:
         running["users"] += len(page)
         if len(page) == size and not single:
@@ -169,7 +180,7 @@ async def care_page(
     if following is not None:
         await ctx["redis"].enqueue_job(
             PAGE_JOB, task=task, run=run, now=now, user=user, step=step + 1, totals=dict(running),
-            _job_id=f"{task}:{run}:{step + 1}{':again' if single else ''}", **following,
+            _job_id=job_id, **following,
         )  # fmt: skip
     elif single:
         log.info("%s (run %s, one page again): %s", task, run, summary(running))

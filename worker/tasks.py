@@ -80,12 +80,17 @@ async def _chain(ctx: dict[str, Any], task: str, tenant_id: str, **key: str) -> 
     redis = ctx["redis"]
     prefix = f"{task}:{tenant_id}:{key['user_id']}"
     args = {"tenant_id": tenant_id, "user_id": key["user_id"]}
-    if await redis.enqueue_job(task, **args, _job_id=f"{prefix}:{window}") is not None:
-        return
-    current = Job(f"{prefix}:{window}", redis, _queue_name=redis.default_queue_name)
-    if await current.status() in (JobStatus.in_progress, JobStatus.complete):
-        opens = datetime.fromtimestamp((window + 1) * every, UTC)
-        await redis.enqueue_job(task, **args, _job_id=f"{prefix}:{window + 1}", _defer_until=opens)
+    for _ in range(3):  # the job may finish between a refused enqueue and the look at its status
+        if await redis.enqueue_job(task, **args, _job_id=f"{prefix}:{window}") is not None:
+            return
+        current = Job(f"{prefix}:{window}", redis, _queue_name=redis.default_queue_name)
+        status = await current.status()
+        if status in (JobStatus.queued, JobStatus.deferred):
+            return  # it has not started: it will see this extraction's facts
+        if status in (JobStatus.in_progress, JobStatus.complete):
+            opens = datetime.fromtimestamp((window + 1) * every, UTC)
+            await redis.enqueue_job(task, **args, _job_id=f"{prefix}:{window + 1}", _defer_until=opens)
+            return
 
 
 #: The facts ``run_deduplication`` looks at after an ingest: those this recent (older ones were looked at

@@ -173,7 +173,7 @@ async def deduplicate_until(
     after: Cursor | None = None,
     deadline: float | None = None,
 ) -> tuple[Counter[str], Cursor | None]:
-    """As :func:`deduplicate_user`, from the fact after ``after``, stopping after the batch during which
+    """As :func:`deduplicate_user`, from the fact after ``after``, stopping after the fact during which
     ``deadline`` (a :func:`time.monotonic` time) passed: what it did, and where to go on from (None: done).
     A pass over a user with tens of thousands of facts thus spans several jobs, each within its timeout."""
     report: Counter[str] = Counter()
@@ -196,21 +196,23 @@ async def deduplicate_until(
                 after[0] if after else None, after[1] if after else None, PAGE,
             )  # fmt: skip
             for fact in page:
+                after = (fact["created_at"], fact["id"])
                 if (
                     await conn.fetchval(
                         "SELECT status FROM memory_facts WHERE tenant_id = $1 AND id = $2",
                         tenant_id,
                         fact["id"],
                     )
-                    != "active"
+                    == "active"  # not merged away earlier in this page
                 ):
-                    continue  # merged away earlier in this page
-                kept = await _duplicate_of(conn, tenant_id, user_id, fact, threshold, large)
-                if kept is not None:
-                    await _merge(conn, tenant_id, kept, fact)
-                    report["merged"] += 1
-        if len(page) < PAGE:
-            return report, None
-        after = (page[-1]["created_at"], page[-1]["id"])
-        if deadline is not None and time.monotonic() >= deadline:
-            return report, after
+                    kept = await _duplicate_of(conn, tenant_id, user_id, fact, threshold, large)
+                    if kept is not None:
+                        await _merge(conn, tenant_id, kept, fact)
+                        report["merged"] += 1
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+            else:
+                if len(page) < PAGE:
+                    return report, None
+                continue
+        return report, after  # out of time: the batch so far is committed

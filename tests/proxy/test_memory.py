@@ -327,7 +327,8 @@ def test_a_hung_database_costs_a_call_no_more_than_the_recall_budget(
         with httpx.Client(base_url=proxy.url, timeout=30) as http:
             remember(http, "hung", {"text": "Lives in Oslo"}, {"text": "Is called Hana"})
             fetch_sync(postgres.dsn, "UPDATE memory_facts SET essential = true WHERE text = 'Is called Hana'")
-            assert http.post("/v1/chat/completions", json=ask("hung", "hi")).status_code == 200
+            warm = http.post("/v1/chat/completions", json=ask("hung", "hi"))  # reads the profile
+            assert (warm.headers["x-memoire-status"], warm.headers["x-memoire-recalled"]) == ("ok", "1")
             frozen = postgres.freeze()
             try:
                 started = time.monotonic()

@@ -151,8 +151,9 @@ async def test_a_care_page_that_fails_for_good_is_recorded_and_the_run_goes_on(
         DEFAULT_TENANT_ID,
     )
     await db.execute(
-        """CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        """CREATE OR REPLACE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
            BEGIN RAISE EXCEPTION 'refused: %', NEW.text; END $$;
+           DROP TRIGGER IF EXISTS refuse_poison ON memory_facts;
            CREATE TRIGGER refuse_poison BEFORE UPDATE ON memory_facts FOR EACH ROW
            WHEN (NEW.text = 'Old news of user-1') EXECUTE FUNCTION refuse_poison()"""
     )
@@ -178,6 +179,7 @@ async def test_a_care_page_that_fails_for_good_is_recorded_and_the_run_goes_on(
     # Repaired, the page is replayed alone: its two users are cared for, the others are not charged twice.
     retried = _jobs(pg_dsn, redis_url, "retry", str(failed["id"]))
     assert retried.returncode == 0, retried.stderr
-    await run_burst(cfg, pg_dsn, embedder)
+    replay = await run_burst(cfg, pg_dsn, embedder)
+    assert (replay.jobs_complete, replay.jobs_failed) == (2, 0)  # the page (no next page), and the cron
     charged = await db.fetch("SELECT decay_days FROM memory_facts")
     assert [r["decay_days"] for r in charged] == [370] * 6
