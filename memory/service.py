@@ -44,6 +44,10 @@ class Recalled:
     profile: list[Fact]
     """The user's essential facts, whatever the query."""
     degraded: list[str]
+    embed_ms: float = 0.0
+    """Time spent embedding the query (0 when cached or not needed)."""
+    db_ms: float = 0.0
+    """Time spent in the database (the user, the ranked facts, the profile)."""
 
 
 class Memory:
@@ -179,30 +183,23 @@ class Memory:
         seen = {fact.id for fact in relevant}
         return relevant + [f for f in slotted if f.id not in seen]
 
-    async def recall(
-        self, tenant_id: uuid.UUID, user: str, query: recall.Query
-    ) -> tuple[list[Fact] | None, list[str]]:
-        """Facts relevant to ``query``, and what was degraded (``embedder``) on the way.
-
-        Returns None for the facts when the user is unknown. If the embedder is down, recall goes on with
-        wording alone and says so.
-        """
-        found = await self.recall_for_call(tenant_id, user, query, profile=False)
-        return found.facts, found.degraded
-
     async def recall_for_call(
         self, tenant_id: uuid.UUID, user: str, query: Query, *, profile: bool = True
     ) -> Recalled:
-        """As :meth:`recall`, with the user's profile (essential facts; cached for :data:`PROFILE_TTL`
-        seconds, so most calls cost no query for it)."""
+        """Facts relevant to ``query`` (None when the user is unknown), with the user's profile (essential
+        facts; cached for :data:`PROFILE_TTL` seconds, so most calls cost no query for it) unless
+        ``profile`` is false, what was degraded on the way (``embedder``: recall went on with wording
+        alone), and where the time went."""
         degraded: list[str] = []
         vector = None
         model = self._embedder.model if self._embedder else self.config.embeddings.model
+        started = time.perf_counter()
         if query.text.strip():
             try:
                 vector = await self.embedder.embed_query(query.text, scope=str(tenant_id))
             except EmbedderUnavailable:
                 degraded.append("embedder")
+        embedded = time.perf_counter()
         async with db.connection(self.pool) as conn:
             user_id = await users.find(conn, tenant_id, user)
             if user_id is None:
@@ -222,8 +219,9 @@ class Memory:
                 approximate=await self._is_large(conn, tenant_id, user_id),
             )
             essential = await self._profile(conn, tenant_id, user_id) if profile else []
+        done = time.perf_counter()
         self.stats.add(tenant_id, [fact.id for fact in facts])
-        return Recalled(facts, essential, degraded)
+        return Recalled(facts, essential, degraded, (embedded - started) * 1000, (done - embedded) * 1000)
 
     def known_profile(self, tenant_id: uuid.UUID, user: str) -> list[Fact]:
         """The user's profile as last read in this process (at most :data:`PROFILE_FALLBACK` seconds ago),

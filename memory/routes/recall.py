@@ -44,7 +44,9 @@ async def recall_facts(request: AnyRequest) -> Response[RecallResponse]:
         temporal=temporal or ("current",),
         min_score=body.min_score,
     )
-    facts, degraded = await memory(request).recall(tenant(request), body.user_id, query)
-    if facts is None:
+    found = await memory(request).recall_for_call(tenant(request), body.user_id, query, profile=False)
+    if found.facts is None:
         raise NotFound(f"no user {body.user_id!r}", param="user_id")
-    return Response(RecallResponse(facts=facts), headers=status_headers(degraded))
+    headers = status_headers(found.degraded)
+    headers["server-timing"] = f"embed;dur={found.embed_ms:.3f}, db;dur={found.db_ms:.3f}"
+    return Response(RecallResponse(facts=found.facts), headers=headers)

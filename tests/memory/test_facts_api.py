@@ -426,3 +426,12 @@ def test_out_of_range_moments_are_refused_by_name(api: Api) -> None:
     for moment in ("9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+05:00"):
         body = api.facts("u21", {"text": "x", "valid_from": moment}, status=400)
         assert body["error"]["param"].startswith("facts[0]")
+
+
+def test_recall_says_where_its_time_went(api: Api) -> None:
+    api.facts("tim", {"text": "Lives in Oslo"})
+    response = api.client.post("/v1/recall", json={"user_id": "tim", "query": "where does tim live now"})
+    timing = dict(part.strip().split(";dur=") for part in response.headers["server-timing"].split(","))
+    assert set(timing) == {"embed", "db"}
+    assert float(timing["embed"]) > 0  # a query not seen before is embedded
+    assert float(timing["db"]) > 0
