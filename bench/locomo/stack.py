@@ -85,28 +85,7 @@ class Stack:
         return self
 
     def _start_redis(self) -> None:
-        client = redis_sync.Redis.from_url(REDIS_URL)
-        try:
-            try:
-                client.ping()
-            except (RedisError, OSError):
-                self._redis_proc = subprocess.Popen(
-                    REDIS_SERVER,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                deadline = time.monotonic() + 10
-                while True:
-                    try:
-                        client.ping()
-                        break
-                    except (RedisError, OSError):
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.05)
-            client.flushdb()
-        finally:
-            client.close()
+        self._redis_proc = ensure_redis(REDIS_URL)
 
     def _wait_for_embedder(self, timeout: float = 300.0) -> None:
         assert self.server is not None
@@ -136,6 +115,30 @@ class Stack:
             finally:
                 client.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def ensure_redis(url: str) -> subprocess.Popen[bytes] | None:
+    """Make sure a Redis answers on ``url`` (its database flushed): the server started if none did."""
+    client = redis_sync.Redis.from_url(url)
+    started: subprocess.Popen[bytes] | None = None
+    try:
+        try:
+            client.ping()
+        except (RedisError, OSError):
+            started = subprocess.Popen(REDIS_SERVER, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    client.ping()
+                    break
+                except (RedisError, OSError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        client.flushdb()
+    finally:
+        client.close()
+    return started
 
 
 async def _migrate(dsn: str) -> None:
