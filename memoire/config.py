@@ -82,15 +82,14 @@ class UpstreamConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     read_timeout: float = 600.0
     """Seconds the upstream may stay silent, before its first byte or between two chunks."""
     write_timeout: float = 60.0
-    """Seconds to send the request body upstream."""
+    """Seconds to send the request body upstream (with the other phases' timeouts, it bounds the wait for
+    the response's headers)."""
     pool_timeout: float = 10.0
     """Seconds to wait for a free pooled connection."""
     max_connections: int = 512
     """Most simultaneous upstream connections."""
-    max_keepalive: int = 128
-    """Idle upstream connections kept for reuse."""
     keepalive_expiry: float = 60.0
-    """Seconds an idle upstream connection is kept."""
+    """Seconds an idle upstream connection is kept for reuse."""
     heartbeat_idle: float = 0.0
     """Send an SSE comment after this many silent seconds of a 200 stream; 0 turns heartbeats off."""
 

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
 from redis.exceptions import RedisError
@@ -107,7 +106,6 @@ def create_app(
     config: Config,
     dsn: str,
     *,
-    upstream_transport: httpx.AsyncBaseTransport | None = None,
     embedder_factory: EmbedderFactory | None = None,
 ) -> Litestar:
     """The API app for ``config``, storing into the database at ``dsn``.
@@ -119,7 +117,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         health = Health()
-        upstream = Upstream(config.upstream, transport=upstream_transport)
+        upstream = Upstream(config.upstream)
         pool = await db.create_pool(config.database, dsn)
         redis = queue.connect(config.redis)
         intake = Intake(

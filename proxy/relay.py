@@ -14,16 +14,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
-import httpx
 from litestar.types import Receive, Send
 
 from memoire.errors import MemoireError, PayloadTooLarge, render
 from proxy.metrics import UPSTREAM
-from proxy.upstream import Headers, Upstream
+from proxy.upstream import Headers, Upstream, UpstreamBroken, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ class Outcome:
     """What came back, for the tee."""
 
     status: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]
     chunks: list[bytes] = field(default_factory=list)
 
 
@@ -146,7 +145,7 @@ async def relay(
 
 
 async def _relay_response(
-    response: httpx.Response,
+    response: UpstreamResponse,
     send: Send,
     watch: _DisconnectWatch,
     extra_headers: Headers,
@@ -170,7 +169,7 @@ async def _relay_response(
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if capture and chunk is not HEARTBEAT:
                 captured.append(chunk)
-    except httpx.HTTPError as exc:
+    except UpstreamBroken as exc:
         log.warning("upstream failed mid-response (%s); aborting the client's connection", type(exc).__name__)
         raise UpstreamBroke(str(exc)) from exc
     watch.finished = True
@@ -178,7 +177,7 @@ async def _relay_response(
     return outcome
 
 
-def _heartbeat_allowed(response: httpx.Response) -> bool:
+def _heartbeat_allowed(response: UpstreamResponse) -> bool:
     """Only an uncompressed 200 event stream of unfixed length may get comments spliced in."""
     return (
         response.status_code == 200

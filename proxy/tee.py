@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import uuid
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
 import msgspec
 
 from memory.exchanges import Exchange
@@ -50,7 +50,7 @@ class Capture:
     model: str | None
     occurred_at: datetime
     request_body: bytes
-    response_headers: httpx.Headers
+    response_headers: Mapping[str, str]
     chunks: list[bytes]
 
     def build(self) -> Exchange | None:

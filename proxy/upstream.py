@@ -1,16 +1,26 @@
 """The upstream provider: one pooled HTTP client, and the headers that may cross the proxy.
 
+The client is aiohttp's, not httpx's (which the rest of Mémoire uses): on the hot path httpx's pool scans
+every pooled connection, with a readability syscall each, on every request, so its cost grows with the
+concurrency. Measured on loopback, 2 cores, requests/s through one client: 396 (httpx) against 4,957
+(aiohttp) at 16 concurrent requests, 88 against 2,792 at 64.
+
 Requests go out with the client's headers as they came, less the hop-by-hop ones (RFC 9110 §7.6.1), ``host``,
 ``content-length`` (recomputed), Mémoire's own ``x-memoire-*`` (``X-Memoire-Key`` among them) and an
 ``Authorization`` that carries a Mémoire key (``Bearer mk_…``), which the server's provider key replaces.
 Responses come back the same way.
-httpx's default request headers are removed, so the upstream sees what the client sent and nothing more;
-in particular a client that asks for no compression gets none.
+The client's default request headers are left out, so the upstream sees what the client sent and nothing
+more; in particular a client that asks for no compression gets none. Bodies pass as bytes, undecoded.
 """
 
 from __future__ import annotations
 
-import httpx
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
 
 from memoire.config import UpstreamConfig
 from memoire.errors import UpstreamTimeout, UpstreamUnreachable
@@ -61,32 +71,72 @@ def _readable(accept_encoding: bytes) -> bytes:
     return b", ".join(kept)
 
 
-class Upstream:
-    def __init__(self, config: UpstreamConfig, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.base_url = config.url.rstrip("/")
-        self._auth = (b"authorization", f"Bearer {config.api_key}".encode()) if config.api_key else None
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=config.connect_timeout,
-                read=config.read_timeout,
-                write=config.write_timeout,
-                pool=config.pool_timeout,
-            ),
-            limits=httpx.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_keepalive,
-                keepalive_expiry=config.keepalive_expiry,
-            ),
-            follow_redirects=False,
-            trust_env=False,
-            transport=transport,
-        )
-        # Drop httpx's defaults (accept, accept-encoding, connection, user-agent): only the client's go out.
-        for name in list(self.client.headers):
-            del self.client.headers[name]
+class UpstreamBroken(Exception):
+    """The upstream failed while its response body was being read."""
+
+
+class UpstreamResponse:
+    """The upstream's answer, its body still unread."""
+
+    __slots__ = ("_response", "headers", "status_code")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status_code = response.status
+        self.headers: Mapping[str, str] = response.headers
+
+    @property
+    def raw_headers(self) -> Headers:
+        return [(name.lower(), value) for name, value in self._response.raw_headers]
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive, as they came (no decoding)."""
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamBroken(f"{type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        """Give the connection back to the pool; one whose body was not read to the end is closed."""
+        if self._response.content.at_eof():
+            self._response.release()
+        else:
+            self._response.close()
+
+
+class Upstream:
+    def __init__(self, config: UpstreamConfig) -> None:
+        """Built in the app's lifespan (a running loop): the session belongs to it."""
+        self.base_url = config.url.rstrip("/")
+        self._auth = (b"authorization", f"Bearer {config.api_key}".encode()) if config.api_key else None
+        self.client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=config.max_connections,
+                limit_per_host=0,
+                keepalive_timeout=config.keepalive_expiry,
+                enable_cleanup_closed=False,
+            ),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                # aiohttp's ``connect`` covers waiting for a pooled connection and opening one.
+                connect=config.pool_timeout + config.connect_timeout,
+                sock_connect=config.connect_timeout,
+                sock_read=config.read_timeout,
+            ),
+            auto_decompress=False,
+            # Only the client's headers go out: none of aiohttp's own (Host and Content-Length aside).
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+        )
+        # aiohttp has no write timeout: the response's headers must come within all the phases' sum.
+        self._headers_within = (
+            config.pool_timeout + config.connect_timeout + config.write_timeout + config.read_timeout
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()
 
     def request_headers(self, incoming: Headers, *, readable_encodings: bool = False) -> Headers:
         """The client's headers as they go upstream.
@@ -128,9 +178,9 @@ class Upstream:
         return True
 
     @staticmethod
-    def response_headers(response: httpx.Response) -> Headers:
+    def response_headers(response: UpstreamResponse) -> Headers:
         """The upstream's response headers as they go back to the client, names lower-cased for ASGI."""
-        raw = [(name.lower(), value) for name, value in response.headers.raw]
+        raw = response.raw_headers
         drop = HOP_BY_HOP | _connection_tokens(raw)
         return [(name, value) for name, value in raw if name not in drop]
 
@@ -138,15 +188,27 @@ class Upstream:
         """The upstream URL for ``/v1{subpath}``; path and query stay percent-encoded as received."""
         return f"{self.base_url}{subpath}?{query.decode('latin-1')}" if query else f"{self.base_url}{subpath}"
 
-    async def open(self, method: str, url: str, headers: Headers, body: bytes) -> httpx.Response:
+    async def open(self, method: str, url: str, headers: Headers, body: bytes) -> UpstreamResponse:
         """Send the request and return the response with its body still unread.
 
         Failures before any response becomes :class:`UpstreamUnreachable` or :class:`UpstreamTimeout`.
         """
-        request = httpx.Request(method, url, headers=headers, content=body)
+        outgoing = CIMultiDict((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers)
         try:
-            return await self.client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
+            async with asyncio.timeout(self._headers_within):
+                response = await self.client.request(
+                    method,
+                    URL(url, encoded=True),  # path and query as received: no re-encoding, no normalising
+                    headers=outgoing,
+                    data=body if body or method not in _BODILESS else None,
+                    allow_redirects=False,
+                )
+        except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors
             raise UpstreamTimeout(f"the upstream did not answer in time ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamUnreachable(f"the upstream could not be reached ({type(exc).__name__})") from exc
+        return UpstreamResponse(response)
+
+
+#: Methods sent without a body when the client sent none (no ``Content-Length: 0`` added).
+_BODILESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
