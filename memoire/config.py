@@ -162,7 +162,9 @@ class EmbeddingsConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
     model_dir: str | None = None
     """Where the local model's ONNX export is kept. Unset: ``<data_dir>/models``."""
     threads: int = 2
-    """onnxruntime threads per embedding call (local)."""
+    """onnxruntime threads per embedding call (local; a query takes one with ``quantized_queries``)."""
+    quantized_queries: bool = True
+    """Embed queries with the model's int8 copy (local): 2.5× faster, LoCoMo recall@10 within 0.2 point."""
     query_cache_size: int = 4096
     """Query embeddings kept in memory, least recently used first out."""
     timeout: float = 10.0

@@ -5,8 +5,12 @@ model, with its mean pooling and L2 normalisation, to one ONNX file under the mo
 only onnxruntime and tokenizers. The export needs torch and transformers; it takes a few seconds and runs
 once per model dir (``memoire models prepare`` runs it ahead of time, e.g. in the image build).
 
+Beside it goes a copy with int8 weights (onnxruntime's dynamic quantization) for query embeddings, the
+ones a user waits for: 2.5× faster on a small CPU (3.8 against 8.8 ms a query on 2 cores). Facts keep
+full precision; with queries quantized, LoCoMo recall@5/10/25 was 57.2/62.7/70.0 against 57.4/62.9/69.5.
+
 Concurrent processes (the API and the worker starting together) take a file lock, so the export runs once,
-and the file appears atomically.
+and the files appear atomically.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ EXPORT_VERSION = "1"
 class ModelFiles:
     model: Path
     tokenizer: Path
+    quantized: Path
+    """int8 weights, for queries; may be missing (made where the export's dependencies are installed)."""
 
 
 def _source_dir(name: str) -> tuple[Path, str]:
@@ -56,11 +62,14 @@ def _source_dir(name: str) -> tuple[Path, str]:
 
 
 def ensure(model_dir: Path, name: str) -> ModelFiles:
-    """The ONNX export of the local model ``name`` under ``model_dir``, made now if missing."""
+    """The ONNX export of the local model ``name`` under ``model_dir``, made now if missing, and its int8
+    copy if it can be made here."""
     source, version = _source_dir(name)
     target = model_dir / f"{name}-{version}-e{EXPORT_VERSION}"
-    files = ModelFiles(model=target / "model.onnx", tokenizer=target / "tokenizer.json")
-    if files.model.exists() and files.tokenizer.exists():
+    files = ModelFiles(
+        model=target / "model.onnx", tokenizer=target / "tokenizer.json", quantized=target / "model-int8.onnx"
+    )
+    if files.model.exists() and files.tokenizer.exists() and files.quantized.exists():
         return files
     target.mkdir(parents=True, exist_ok=True)
     with (target / ".lock").open("w") as lock:
@@ -69,7 +78,31 @@ def ensure(model_dir: Path, name: str) -> ModelFiles:
             log.info("exporting %s to ONNX under %s (once)", name, target)
             shutil.copyfile(source / "tokenizer.json", files.tokenizer)
             _export(source, files.model)
+        if not files.quantized.exists():
+            _quantize(files.model, files.quantized)
     return files
+
+
+def _quantize(model: Path, destination: Path) -> None:
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:  # it needs the onnx package (the export extra)
+        log.warning("query embeddings at full precision: cannot quantize here (%s)", exc)
+        return
+    fd, tmp = tempfile.mkstemp(dir=destination.parent, suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        quiet = logging.getLogger()  # quantize_dynamic logs advice on the root logger
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            quantize_dynamic(model, tmp, weight_type=QuantType.QInt8)
+        finally:
+            quiet.setLevel(level)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, destination)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _export(source: Path, destination: Path) -> None:

@@ -51,6 +51,7 @@ def make_config(overrides: dict[str, dict[str, str]], spool: Path) -> Config:
         "spool": {"path": str(spool)},
         "database": {"pool_min": 1, "pool_max": 4},
         "embeddings": {"model_dir": str(MODEL_DIR)},
+        "auth": {"enabled": False},  # the app listens on loopback only
     }
     for section, values in overrides.items():
         sections[section] = {**sections.get(section, {}), **values}

@@ -25,6 +25,16 @@ async def test_local_vectors_are_unit_length_and_closer_for_closer_meanings(embe
     assert float(moved @ lives) > float(moved @ works) + 0.2
 
 
+async def test_queries_are_embedded_by_the_int8_copy_close_to_full_precision(embedder: LocalEmbedder) -> None:
+    texts = ["Where did I move last spring?", "Is peanut butter safe for me?", "Remind me of my sister's job"]
+    full = await embedder.embed(texts)
+    for text, stored in zip(texts, full, strict=True):
+        query = await embedder.embed_query(text)
+        assert float(np.linalg.norm(query)) == pytest.approx(1.0, abs=1e-3)
+        # Another model (the int8 copy), yet the same meaning: what recall compares queries with.
+        assert 0.9 < float(stored @ query) < 0.99999
+
+
 async def test_query_embeddings_come_from_the_cache_the_second_time(embedder: LocalEmbedder) -> None:
     first = await embedder.embed_query("what does the user like to eat? cache test")
     again = await embedder.embed_query("what does the user like to eat? cache test")
