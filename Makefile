@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: up test lint redis clean
+.PHONY: up test lint redis clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ up: $(VENV)/.installed
 ## test: build .venv with the test extras, make sure Redis runs, lint, type-check and run the suite.
 test: $(VENV)/.installed-test redis lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## bench: the performance suite beside the peers (bench/README.md); writes bench/results/perf-<time>/.
+bench: $(VENV)/.installed-bench redis
+	$(BIN)/python -m bench.perf $(ARGS)
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,export,bench]'
+	@touch $@ $(VENV)/.installed $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check proxy memory worker memoire migrations tests bench
