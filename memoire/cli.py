@@ -173,7 +173,9 @@ def _prepare_model(config: Config) -> None:
         return
     from memory import onnx_export
 
-    files = onnx_export.ensure(config.model_dir, config.embeddings.model)
+    files = onnx_export.ensure(
+        config.model_dir, config.embeddings.model, quantize=config.embeddings.quantized_queries
+    )
     log.info("embedding model ready: %s", files.model)
 
 

@@ -14,6 +14,7 @@ compares vectors of two models. Any failure is raised as :class:`EmbedderUnavail
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,9 @@ Vector = npt.NDArray[np.float32]
 
 #: Tokens the local model reads of one text; all-MiniLM-L6-v2 was trained on 128 and accepts 256.
 MAX_TOKENS = 256
+
+
+log = logging.getLogger(__name__)
 
 
 class Embedder(Protocol):
@@ -119,7 +123,12 @@ class LocalEmbedder(_Cached):
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
         self._session = session(model_path, threads)
-        self._query_session = session(query_model_path, 1) if query_model_path is not None else self._session
+        self._query_session = self._session
+        if query_model_path is not None:
+            try:
+                self._query_session = session(query_model_path, 1)
+            except Exception:  # noqa: BLE001 - a damaged int8 copy: queries take the full model
+                log.warning("query model %s did not load; queries use the full model", query_model_path)
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self._tokenizer.enable_padding()
@@ -261,7 +270,7 @@ def create(config: Config, *, transport: httpx.AsyncBaseTransport | None = None)
         )
     from memory import onnx_export
 
-    files = onnx_export.ensure(config.model_dir, settings.model)
+    files = onnx_export.ensure(config.model_dir, settings.model, quantize=settings.quantized_queries)
     return LocalEmbedder(
         files.model,
         files.tokenizer,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import shutil
@@ -61,15 +62,17 @@ def _source_dir(name: str) -> tuple[Path, str]:
     return Path(str(module.__file__)).parent / "model", version
 
 
-def ensure(model_dir: Path, name: str) -> ModelFiles:
-    """The ONNX export of the local model ``name`` under ``model_dir``, made now if missing, and its int8
-    copy if it can be made here."""
+def ensure(model_dir: Path, name: str, *, quantize: bool = True) -> ModelFiles:
+    """The ONNX export of the local model ``name`` under ``model_dir``, made now if missing, and with
+    ``quantize`` its int8 copy, if it can be made here (the onnx package, a writable dir)."""
     source, version = _source_dir(name)
     target = model_dir / f"{name}-{version}-e{EXPORT_VERSION}"
     files = ModelFiles(
         model=target / "model.onnx", tokenizer=target / "tokenizer.json", quantized=target / "model-int8.onnx"
     )
-    if files.model.exists() and files.tokenizer.exists() and files.quantized.exists():
+    exported = files.model.exists() and files.tokenizer.exists()
+    quantizable = quantize and not files.quantized.exists() and _can_quantize(target)
+    if exported and not quantizable:
         return files
     target.mkdir(parents=True, exist_ok=True)
     with (target / ".lock").open("w") as lock:
@@ -78,30 +81,40 @@ def ensure(model_dir: Path, name: str) -> ModelFiles:
             log.info("exporting %s to ONNX under %s (once)", name, target)
             shutil.copyfile(source / "tokenizer.json", files.tokenizer)
             _export(source, files.model)
-        if not files.quantized.exists():
+        if quantize and not files.quantized.exists() and _can_quantize(target):
             _quantize(files.model, files.quantized)
     return files
 
 
+def _can_quantize(target: Path) -> bool:
+    """onnxruntime's quantization needs the onnx package (the export extra), and the file goes beside the
+    model. Where either is missing (a runtime image, a read-only mount) queries use the full model."""
+    writable = os.access(target if target.exists() else target.parent, os.W_OK)
+    return writable and importlib.util.find_spec("onnx") is not None
+
+
+class _Quiet(logging.Filter):
+    """quantize_dynamic gives advice through the root logger; only those records are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name != "root"
+
+
 def _quantize(model: Path, destination: Path) -> None:
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as exc:  # it needs the onnx package (the export extra)
-        log.warning("query embeddings at full precision: cannot quantize here (%s)", exc)
-        return
     fd, tmp = tempfile.mkstemp(dir=destination.parent, suffix=".onnx.tmp")
     os.close(fd)
+    quiet = _Quiet()
+    logging.getLogger().addFilter(quiet)  # a logger's filter sees only records logged on it: root's own
     try:
-        quiet = logging.getLogger()  # quantize_dynamic logs advice on the root logger
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)
-        try:
-            quantize_dynamic(model, tmp, weight_type=QuantType.QInt8)
-        finally:
-            quiet.setLevel(level)
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(model, tmp, weight_type=QuantType.QInt8)
         os.chmod(tmp, 0o644)
         os.replace(tmp, destination)
+    except Exception as exc:  # noqa: BLE001 - a speed-up only: never the reason embeddings are off
+        log.warning("query embeddings at full precision: the int8 copy could not be made (%s)", exc)
     finally:
+        logging.getLogger().removeFilter(quiet)
         Path(tmp).unlink(missing_ok=True)
 
 

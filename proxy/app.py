@@ -117,7 +117,6 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         health = Health()
-        upstream = Upstream(config.upstream)
         pool = await db.create_pool(config.database, dsn)
         redis = queue.connect(config.redis)
         intake = Intake(
@@ -126,6 +125,7 @@ def create_app(
         await intake.start()
         memory = Memory(config, pool, factory)
         await memory.start()
+        upstream = Upstream(config.upstream)  # late: the steps that can fail come first, so no session leaks
         app.state.memory = memory
         app.state.intake = intake
         app.state.services = Services(

@@ -16,6 +16,7 @@ more; in particular a client that asks for no compression gets none. Bodies pass
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
@@ -23,7 +24,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from memoire.config import UpstreamConfig
-from memoire.errors import UpstreamTimeout, UpstreamUnreachable
+from memoire.errors import InvalidField, UpstreamTimeout, UpstreamUnreachable
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -115,7 +116,8 @@ class Upstream:
                 limit=config.max_connections,
                 limit_per_host=0,
                 keepalive_timeout=config.keepalive_expiry,
-                enable_cleanup_closed=False,
+                # Python before 3.12.8 can leak an aborted TLS connection's socket unless aiohttp sweeps it.
+                enable_cleanup_closed=sys.version_info < (3, 12, 8),
             ),
             timeout=aiohttp.ClientTimeout(
                 total=None,
@@ -127,7 +129,10 @@ class Upstream:
             auto_decompress=False,
             # Only the client's headers go out: none of aiohttp's own (Host and Content-Length aside).
             skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
-            cookie_jar=aiohttp.DummyCookieJar(),
+            cookie_jar=aiohttp.DummyCookieJar(),  # no cookie ever crosses from one caller to another
+            # Large response headers (a long set-cookie or CSP) pass, as they did before: 64 KiB a line.
+            max_line_size=65536,
+            max_field_size=65536,
             trust_env=False,
         )
         # aiohttp has no write timeout: the response's headers must come within all the phases' sum.
@@ -186,14 +191,21 @@ class Upstream:
 
     def url(self, subpath: str, query: bytes) -> str:
         """The upstream URL for ``/v1{subpath}``; path and query stay percent-encoded as received."""
-        return f"{self.base_url}{subpath}?{query.decode('latin-1')}" if query else f"{self.base_url}{subpath}"
+        return (
+            f"{self.base_url}{subpath}?{_text(query, 'query string')}"
+            if query
+            else f"{self.base_url}{subpath}"
+        )
 
     async def open(self, method: str, url: str, headers: Headers, body: bytes) -> UpstreamResponse:
         """Send the request and return the response with its body still unread.
 
         Failures before any response becomes :class:`UpstreamUnreachable` or :class:`UpstreamTimeout`.
         """
-        outgoing = CIMultiDict((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers)
+        # aiohttp writes header text as UTF-8: decoding it so sends the client's bytes unchanged.
+        outgoing = CIMultiDict(
+            (_text(name, "header name"), _text(value, name.decode("latin-1"))) for name, value in headers
+        )
         try:
             async with asyncio.timeout(self._headers_within):
                 response = await self.client.request(
@@ -210,5 +222,13 @@ class Upstream:
         return UpstreamResponse(response)
 
 
-#: Methods sent without a body when the client sent none (no ``Content-Length: 0`` added).
+#: Methods sent without a body when the client sent none (aiohttp still adds ``Content-Length: 0`` to a
+#: DELETE, as HTTP allows).
 _BODILESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+
+
+def _text(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidField(f"{what} is not UTF-8 text; it cannot be forwarded unchanged", param=what) from exc

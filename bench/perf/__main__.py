@@ -70,7 +70,7 @@ async def _measure(stack: PerfStack, args: argparse.Namespace, results: dict[str
     print("latency …", flush=True)
     plain = overhead.targets(stack, stream=False, questions=60_000)
     runs = await overhead.interleaved(plain, args.concurrency, rounds=args.rounds, duration=args.duration)
-    results["latency"] = overhead.latency_report(runs)
+    results["latency"] = overhead.latency_report(runs, args.rounds * args.duration)
     print("streams …", flush=True)
     streamed = overhead.targets(stack, stream=True, questions=20_000)
     runs = await overhead.interleaved(streamed, args.concurrency, rounds=args.rounds, duration=args.duration)
@@ -100,7 +100,7 @@ async def _measure(stack: PerfStack, args: argparse.Namespace, results: dict[str
     )
     if args.soak > 0:
         print(f"soak ({args.soak:.0f} s) …", flush=True)
-        soak_target = overhead.targets(stack, stream=True, questions=40_000)["memoire-recall"]
+        soak_target = overhead.targets(stack, stream=True, questions=40_000, seed=17)["memoire-recall"]
         results["soak"] = await overhead.soak(stack, soak_target, rate=50, seconds=args.soak)
 
 

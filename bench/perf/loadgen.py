@@ -144,8 +144,9 @@ async def closed_loop(
 async def open_loop(
     target: Target, rate: float, *, duration: float, connections: int = 256
 ) -> tuple[list[Sample], float]:
-    """Requests due every ``1 / rate`` s for ``duration`` s over at most ``connections`` connections:
-    the samples, and the rate achieved (answers per second over the run)."""
+    """Requests due every ``1 / rate`` s for ``duration`` s, on ``connections`` pooled connections (more are
+    opened when all are busy): the samples (requests still unanswered 30 s after the last was due are
+    cancelled and count as failures), and the rate achieved (answers per second over the run)."""
     host, port = target.host, target.port
     idle = [Connection(host, port) for _ in range(connections)]
     samples: list[Sample] = []
@@ -153,13 +154,17 @@ async def open_loop(
     start = time.monotonic()
     total = int(rate * duration)
 
+    busy: set[Connection] = set()
+
     async def one(due: float) -> None:
         conn = idle.pop() if idle else Connection(host, port)
+        busy.add(conn)
         try:
             samples.append(await conn.send(target.payload(), due))
         except (OSError, asyncio.IncompleteReadError, ValueError):
             samples.append(Sample(float("nan"), 0))
             await conn.close()
+        busy.discard(conn)
         idle.append(conn)
 
     for n in range(total):
@@ -173,6 +178,9 @@ async def open_loop(
     if tasks:
         await asyncio.wait(tasks, timeout=30)
     elapsed = time.monotonic() - start
-    for conn in idle:
+    for task in list(tasks):  # still unanswered 30 s after the last was due: failures, not left running
+        task.cancel()
+        samples.append(Sample(float("nan"), 0))
+    for conn in [*idle, *busy]:
         await conn.close()
     return samples, len([s for s in samples if s.status == 200]) / elapsed

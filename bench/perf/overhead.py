@@ -31,8 +31,10 @@ PERF_USER = "perf-user"
 SYSTEM = {"role": "system", "content": "You are a helpful assistant. Answer briefly."}
 
 
-def targets(stack: PerfStack, *, stream: bool, questions: int) -> dict[str, Target]:
-    asked = [f"{q} (#{n})" for n, q in enumerate(corpus.questions(questions, seed=5 if stream else 3))]
+def targets(stack: PerfStack, *, stream: bool, questions: int, seed: int | None = None) -> dict[str, Target]:
+    """The modes' requests, each asking one of ``questions`` distinct questions in turn."""
+    picked = seed if seed is not None else 5 if stream else 3
+    asked = [f"{q} (#{picked}-{n})" for n, q in enumerate(corpus.questions(questions, seed=picked))]
 
     def bodies(user: str) -> list[dict[str, object]]:
         return [
@@ -65,7 +67,9 @@ def targets(stack: PerfStack, *, stream: bool, questions: int) -> dict[str, Targ
 
 
 def _latency(samples: list[Sample]) -> dict[str, Any]:
-    return {**summary([s.latency for s in samples]), "errors": sum(s.status != 200 for s in samples)}
+    """Percentiles of the answered requests, and how many failed (counted apart, never as latencies)."""
+    ok = [s.latency for s in samples if s.status == 200]
+    return {**summary(ok), "errors": len(samples) - len(ok)}
 
 
 def _added(mode: dict[str, Any], direct: dict[str, Any]) -> dict[str, float]:
@@ -75,7 +79,7 @@ def _added(mode: dict[str, Any], direct: dict[str, Any]) -> dict[str, float]:
 async def interleaved(
     modes: dict[str, Target], levels: list[int], *, rounds: int, duration: float, seed: int = 1
 ) -> dict[str, dict[str, list[Sample]]]:
-    """Samples per concurrency level and mode; every mode gets the same time in every round."""
+    """Samples per concurrency level and mode; every mode gets the same time (``rounds × duration``)."""
     rng = random.Random(seed)
     out: dict[str, dict[str, list[Sample]]] = {}
     for level in levels:
@@ -91,15 +95,15 @@ async def interleaved(
     return out
 
 
-def latency_report(runs: dict[str, dict[str, list[Sample]]]) -> dict[str, Any]:
+def latency_report(runs: dict[str, dict[str, list[Sample]]], seconds: float) -> dict[str, Any]:
+    """``seconds``: the time each mode ran at each level (rounds × duration)."""
     report: dict[str, Any] = {}
     for level, per_mode in runs.items():
         direct = _latency(per_mode["direct"])
         report[level] = {}
         for name, samples in per_mode.items():
             stats = _latency(samples)
-            elapsed = sum(s.latency for s in samples if s.latency == s.latency)
-            stats["throughput_rps"] = round(len(samples) / elapsed * int(level), 1) if elapsed else 0.0
+            stats["throughput_rps"] = round(sum(s.status == 200 for s in samples) / seconds, 1)
             if name != "direct":
                 stats["added"] = _added(stats, direct)
             report[level][name] = stats
@@ -109,11 +113,13 @@ def latency_report(runs: dict[str, dict[str, list[Sample]]]) -> dict[str, Any]:
 def stream_report(runs: dict[str, dict[str, list[Sample]]]) -> dict[str, Any]:
     report: dict[str, Any] = {}
     for level, per_mode in runs.items():
-        first_direct = summary([s.first_event for s in per_mode["direct"] if s.first_event is not None])
+        first_direct = summary(
+            [s.first_event for s in per_mode["direct"] if s.first_event is not None and s.status == 200]
+        )
         report[level] = {}
         for name, samples in per_mode.items():
-            first = summary([s.first_event for s in samples if s.first_event is not None])
-            gaps = [g for s in samples for g in s.distortion]
+            first = summary([s.first_event for s in samples if s.first_event is not None and s.status == 200])
+            gaps = [g for s in samples if s.status == 200 for g in s.distortion]
             entry: dict[str, Any] = {
                 "streams": len(samples),
                 "errors": sum(s.status != 200 for s in samples),
@@ -161,13 +167,13 @@ async def soak(stack: PerfStack, target: Target, *, rate: float, seconds: float)
     while (elapsed := time.monotonic() - started) < seconds:
         samples, _ = await open_loop(target, rate, duration=min(5.0, seconds - elapsed), connections=64)
         errors += sum(s.status != 200 for s in samples)
-        latencies += [s.latency for s in samples]
+        latencies += [s.latency for s in samples if s.status == 200]
         rss.append((round(time.monotonic() - started, 1), stack.rss("memoire")))
     half = [r for t, r in rss if t >= seconds / 2]
     return {
         "rate": rate,
         "seconds": seconds,
-        "streams": len(latencies),
+        "streams": len(latencies) + errors,
         "errors": errors,
         "latency": summary(latencies),
         "rss_mb": [(t, round(r / 2**20, 1)) for t, r in rss],

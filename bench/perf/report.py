@@ -21,22 +21,30 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     out: list[tuple[str, str, str, bool | None]] = []
     lat = results.get("latency", {})
     if "16" in lat and "memoire-off" in lat["16"]:
-        added = lat["16"]["memoire-off"]["added"]
+        added, errors = lat["16"]["memoire-off"]["added"], lat["16"]["memoire-off"]["errors"]
         out.append(("added latency, memory off, concurrency 16", "p50 ≤ 1 ms, p99 ≤ 5 ms",
-                    f"p50 {added['p50']:.2f} ms, p99 {added['p99']:.2f} ms",
-                    added["p50"] <= 1 and added["p99"] <= 5))  # fmt: skip
-    if "1" in lat and "memoire-recall" in lat["1"]:
-        added = lat["1"]["memoire-recall"]["added"]
-        out.append(("added latency, recall on, 1,000 facts (concurrency 1)", "p50 ≤ 8 ms, p99 ≤ 20 ms",
-                    f"p50 {added['p50']:.2f} ms, p99 {added['p99']:.2f} ms",
-                    added["p50"] <= 8 and added["p99"] <= 20))  # fmt: skip
+                    f"p50 {added['p50']:.2f} ms, p99 {added['p99']:.2f} ms, {errors} errors",
+                    added["p50"] <= 1 and added["p99"] <= 5 and not errors))  # fmt: skip
+    for level in ("1", "16"):
+        if level in lat and "memoire-recall" in lat[level]:
+            added, errors = lat[level]["memoire-recall"]["added"], lat[level]["memoire-recall"]["errors"]
+            out.append((f"added latency, recall on, 1,000 facts, concurrency {level}",
+                        "p50 ≤ 8 ms, p99 ≤ 20 ms",
+                        f"p50 {added['p50']:.2f} ms, p99 {added['p99']:.2f} ms, {errors} errors",
+                        added["p50"] <= 8 and added["p99"] <= 20 and not errors))  # fmt: skip
     for level in ("1", "16", "64"):
         row = lat.get(level, {})
         if "litellm" in row and "memoire-off" in row:
             ours, theirs = row["memoire-off"]["added"]["p50"], row["litellm"]["added"]["p50"]
-            ratio = theirs / ours if ours > 0 else math.inf
-            out.append((f"overhead vs LiteLLM, p50, concurrency {level}", "≥ 5× lower",
-                        f"{ratio:.1f}× ({ours:.2f} vs {theirs:.2f} ms)", ratio >= 5))  # fmt: skip
+            clean = row["memoire-off"]["errors"] == 0 and row["litellm"]["errors"] == 0
+            if ours < 0.05:  # within the noise of the direct call: no ratio can be read off
+                out.append((f"overhead vs LiteLLM, p50, concurrency {level}", "≥ 5× lower",
+                            f"not measurable ({ours:.2f} vs {theirs:.2f} ms)", None))  # fmt: skip
+            else:
+                ratio = theirs / ours
+                measured = f"{ratio:.1f}× ({ours:.2f} vs {theirs:.2f} ms)"
+                out.append((f"overhead vs LiteLLM, p50, concurrency {level}", "≥ 5× lower", measured,
+                            ratio >= 5 and clean))  # fmt: skip
     streams = results.get("streams", {})
     if "1" in streams and "memoire-recall" in streams["1"]:
         first = streams["1"]["memoire-recall"]["first_event_added"]["p50"]
@@ -61,7 +69,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         out.append(("query embedding", "p50 ≤ 4 ms", f"{alone:.2f} ms", alone <= 4))
         biggest = max(scale["levels"], key=lambda level: level["facts"])
         p95 = biggest["end_to_end"]["p95"]
-        out.append((f"recall at {biggest['facts']:,} facts, end to end", "p95 ≤ 15 ms", f"{p95:.2f} ms",
+        per_user = biggest["facts"] // biggest["users"]
+        out.append((f"recall at {biggest['facts']:,} facts ({per_user:,} a user: the exact path), end to end",
+                    "p95 ≤ 15 ms", f"{p95:.2f} ms",
                     p95 <= 15 if biggest["facts"] >= 1_000_000 else None))  # fmt: skip
     ingest = results.get("ingest", {}).get("acceptance", {})
     if ingest:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 from memoire.errors import EmbedderUnavailable
+from memory import embeddings
 from memory.embeddings import LocalEmbedder, RemoteEmbedder
 from tests.conftest import ProxyFactory
 from tests.support.servers import ServerThread
@@ -33,6 +36,26 @@ async def test_queries_are_embedded_by_the_int8_copy_close_to_full_precision(emb
         assert float(np.linalg.norm(query)) == pytest.approx(1.0, abs=1e-3)
         # Another model (the int8 copy), yet the same meaning: what recall compares queries with.
         assert 0.9 < float(stored @ query) < 0.99999
+
+
+async def test_without_quantized_queries_no_int8_copy_is_made_and_queries_match_facts(tmp_path: Path) -> None:
+    from tests.conftest import MODEL_DIR, make_config
+
+    [exported] = [d for d in MODEL_DIR.iterdir() if d.is_dir()]
+    copy = tmp_path / "models" / exported.name
+    copy.mkdir(parents=True)
+    for name in ("model.onnx", "tokenizer.json"):
+        shutil.copyfile(exported / name, copy / name)
+    local = embeddings.create(
+        make_config(embeddings={"model_dir": str(tmp_path / "models"), "quantized_queries": False})
+    )
+    try:
+        assert not (copy / "model-int8.onnx").exists()
+        [stored] = await local.embed(["Where did I move last spring?"])
+        query = await local.embed_query("Where did I move last spring?")
+        assert float(stored @ query) == pytest.approx(1.0, abs=1e-5)
+    finally:
+        await local.close()
 
 
 async def test_query_embeddings_come_from_the_cache_the_second_time(embedder: LocalEmbedder) -> None:

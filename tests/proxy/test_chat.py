@@ -143,6 +143,25 @@ async def test_upstream_key_is_used_only_when_client_sends_none(
         assert fake.requests[-1].headers["authorization"] == "Bearer mine"
 
 
+async def test_header_bytes_reach_the_upstream_unchanged_or_are_refused_by_name(
+    proxy: ServerThread, fake: FakeUpstream
+) -> None:
+    payload = {"model": "fake-chat", "messages": [{"role": "user", "content": "x"}]}
+    async with httpx.AsyncClient() as http:
+        sent = await http.post(
+            f"{proxy.url}/v1/chat/completions", json=payload, headers={"x-note": "café ☕".encode()}
+        )
+        assert sent.status_code == 200
+        assert fake.requests[-1].headers["x-note"] == "café ☕"
+        # Bytes that are not UTF-8 cannot be sent as they came: refused, not altered.
+        odd = await http.post(
+            f"{proxy.url}/v1/chat/completions", json=payload, headers={"x-note": b"caf\xe9"}
+        )
+    assert odd.status_code == 400
+    assert odd.json()["error"]["param"] == "x-note"
+    assert len(fake.requests) == 1
+
+
 @pytest.mark.parametrize(("status", "error"), [
     (400, openai.BadRequestError), (401, openai.AuthenticationError),
     (429, openai.RateLimitError), (500, openai.InternalServerError),
