@@ -61,6 +61,10 @@ class DatabaseConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     """Seconds before a single statement is abandoned."""
     connect_timeout: float = 3.0
     """Seconds to wait for a new connection."""
+    custom_plans: bool = True
+    """Plan each statement for its own values (``plan_cache_mode=force_custom_plan``, sent at connection
+    start). Turn off behind a pooler that refuses startup parameters (PgBouncer without
+    ``ignore_startup_parameters``)."""
 
 
 class RedisConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -86,6 +86,12 @@ async def create_pool(config: DatabaseConfig, dsn: str) -> asyncpg.Pool:
         "timeout": config.connect_timeout,
         "init": _init_connection,
     }
+    if config.custom_plans:
+        # asyncpg prepares every statement, and after five runs PostgreSQL may switch one to a generic
+        # plan, blind to which tenant and user it serves: recall's then took twice as long (1,000 facts a
+        # user among 100,000: 13.2 ms generic, 6.7 ms custom). Planning each run costs far less. A startup
+        # setting, so that the pool's RESET ALL on release keeps it.
+        kwargs["server_settings"] = {"plan_cache_mode": "force_custom_plan"}
     try:
         return await asyncpg.create_pool(dsn, min_size=config.pool_min, **kwargs)
     except Exception as exc:
