@@ -192,7 +192,7 @@ class Upstream:
     def url(self, subpath: str, query: bytes) -> str:
         """The upstream URL for ``/v1{subpath}``; path and query stay percent-encoded as received."""
         return (
-            f"{self.base_url}{subpath}?{_text(query, 'query string')}"
+            f"{self.base_url}{subpath}?{_text(query, b'query string')}"
             if query
             else f"{self.base_url}{subpath}"
         )
@@ -203,9 +203,7 @@ class Upstream:
         Failures before any response becomes :class:`UpstreamUnreachable` or :class:`UpstreamTimeout`.
         """
         # aiohttp writes header text as UTF-8: decoding it so sends the client's bytes unchanged.
-        outgoing = CIMultiDict(
-            (_text(name, "header name"), _text(value, name.decode("latin-1"))) for name, value in headers
-        )
+        outgoing = CIMultiDict((_text(name, b"header name"), _text(value, name)) for name, value in headers)
         try:
             async with asyncio.timeout(self._headers_within):
                 response = await self.client.request(
@@ -227,8 +225,10 @@ class Upstream:
 _BODILESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 
 
-def _text(raw: bytes, what: str) -> str:
+def _text(raw: bytes, what: bytes) -> str:
+    """``raw`` as text; ``what`` names it only if it is not UTF-8 (nothing else is decoded per header)."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidField(f"{what} is not UTF-8 text; it cannot be forwarded unchanged", param=what) from exc
+        name = what.decode("latin-1")
+        raise InvalidField(f"{name} is not UTF-8 text; it cannot be forwarded unchanged", param=name) from exc

@@ -74,7 +74,7 @@ class Stack:
 
     def start(self) -> Stack:
         try:
-            self._start_redis()
+            self._redis_proc = ensure_redis(REDIS_URL)
             self._pg = _pg().get_server(self.tmp / "pg", cleanup_mode="delete")
             self.dsn = self._pg.get_uri()
             asyncio.run(_migrate(self.dsn))
@@ -84,9 +84,6 @@ class Stack:
             self.close()
             raise
         return self
-
-    def _start_redis(self) -> None:
-        self._redis_proc = ensure_redis(REDIS_URL)
 
     def _wait_for_embedder(self, timeout: float = 300.0) -> None:
         assert self.server is not None
@@ -103,18 +100,8 @@ class Stack:
         if self._pg is not None:
             self._pg.cleanup()
             self._pg = None
-        if self._redis_proc is not None:
-            self._redis_proc.terminate()
-            self._redis_proc.wait(10)
-            self._redis_proc = None
-        else:
-            client = redis_sync.Redis.from_url(REDIS_URL)
-            try:
-                client.flushdb()
-            except (RedisError, OSError):
-                pass
-            finally:
-                client.close()
+        release_redis(REDIS_URL, self._redis_proc)
+        self._redis_proc = None
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -140,6 +127,21 @@ def ensure_redis(url: str) -> subprocess.Popen[bytes] | None:
     finally:
         client.close()
     return started
+
+
+def release_redis(url: str, started: subprocess.Popen[bytes] | None) -> None:
+    """Undo :func:`ensure_redis`: stop the server it started, or flush the database it used."""
+    if started is not None:
+        started.terminate()
+        started.wait(10)
+        return
+    client = redis_sync.Redis.from_url(url)
+    try:
+        client.flushdb()
+    except (RedisError, OSError):
+        pass
+    finally:
+        client.close()
 
 
 async def _migrate(dsn: str) -> None:

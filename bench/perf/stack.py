@@ -23,9 +23,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-import redis as redis_sync
 
-from bench.locomo.stack import _migrate, ensure_redis
+from bench.locomo.stack import _migrate, ensure_redis, release_redis
 from memoire.stack import _pg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,15 +244,6 @@ class PerfStack:
         if self._pg is not None:
             self._pg.cleanup()
             self._pg = None
-        if self._redis is not None:
-            self._redis.terminate()
-            self._redis.wait(10)
-        else:
-            client = redis_sync.Redis.from_url(REDIS_URL)
-            try:
-                client.flushdb()
-            except (redis_sync.RedisError, OSError):
-                pass
-            finally:
-                client.close()
+        release_redis(REDIS_URL, self._redis)
+        self._redis = None
         shutil.rmtree(self.tmp, ignore_errors=True)
