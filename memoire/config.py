@@ -190,6 +190,9 @@ class MemoryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Cosine similarity above which a new fact is taken to mean the same as an existing one."""
     hnsw_threshold: int = 20000
     """Facts a user must have before recall uses the HNSW index (approximate) instead of an exact sort."""
+    stats_interval: float = 60.0
+    """Seconds between writes of recall statistics (how often and when last each fact was recalled). A fact
+    recalled many times in one interval is rewritten once; a crash loses at most one interval's counts."""
 
 
 class AuthConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -361,6 +364,7 @@ def _check(config: Config) -> None:
         ("embeddings", "threads"): config.embeddings.threads,
         ("memory", "recall_limit"): config.memory.recall_limit,
         ("memory", "block_tokens"): config.memory.block_tokens,
+        ("memory", "stats_interval"): config.memory.stats_interval,
         ("care", "decay_half_life_days"): config.care.decay_half_life_days,
         ("care", "batch_users"): config.care.batch_users,
         ("care", "profile_facts"): config.care.profile_facts,

@@ -76,22 +76,24 @@ JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id
 """
 
 
+# One pass over the user's facts computes both sources' scores, so that the pool holds no embeddings: the
+# distance where the fact's model is the query's (else NULL), and the rank where a search term matches.
 _HYBRID = f"""
-WITH pool AS (
-    SELECT f.id, f.text, f.embedding, f.embedding_model, f.embedding_dim, f.search_terms
-    FROM memory_facts f
+WITH wanted AS (
+    SELECT {_ANY_TERM.format(query="$8")} AS terms
+), pool AS MATERIALIZED (
+    SELECT f.id, f.text,
+           CASE WHEN $5::vector IS NOT NULL AND f.embedding_model = $6
+                     AND f.embedding_dim = vector_dims($5::vector) THEN f.embedding <=> $5 END AS distance,
+           CASE WHEN f.search_terms @@ wanted.terms THEN ts_rank_cd(f.search_terms, wanted.terms) END AS rank
+    FROM memory_facts f, wanted
     WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.status IN ('active', 'superseded')
       AND ($3::text[] IS NULL OR f.category = ANY($3))
       AND {EFFECTIVE_TEMPORAL} = ANY($4::text[])
 ), vec AS (
-    SELECT id, 1 - (embedding <=> $5) AS sim FROM pool
-    WHERE $5::vector IS NOT NULL AND embedding_model = $6 AND embedding_dim = vector_dims($5::vector)
-    ORDER BY embedding <=> $5 LIMIT $7
-), wanted AS (
-    SELECT {_ANY_TERM.format(query="$8")} AS terms
+    SELECT id, 1 - distance AS sim FROM pool WHERE distance IS NOT NULL ORDER BY distance LIMIT $7
 ), terms AS (
-    SELECT id, text FROM pool, wanted WHERE search_terms @@ wanted.terms
-    ORDER BY ts_rank_cd(search_terms, wanted.terms) DESC LIMIT $7 / 2
+    SELECT id, text FROM pool WHERE rank IS NOT NULL ORDER BY rank DESC LIMIT $7 / 2
 ), {_lexical_and_fusion("$8", "$9", "$10")}"""
 
 #: Models with an HNSW index (migration 0003), and their dimension.

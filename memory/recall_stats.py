@@ -1,6 +1,11 @@
 """Recall statistics (how often, and when last, a fact was recalled), written off the request path.
 
-Recalls only count in memory; a background task adds the counts to the facts every second in one statement.
+Recalls only count in memory; a background task adds the counts to the facts every ``memory.stats_interval``
+(a minute) in one statement, and once more at shutdown. Each write rewrites the fact's whole row (its
+embedding is most of it), and a row that does not fit its page again moves, so writing every second spread
+a busy user's facts over more and more pages, which every recall then read: measured on one user with
+1,000 facts, 3,000 calls over five minutes left the table five times its size and recall's database time
+at 5.5 ms instead of 3.1.
 If the database is down, the counts wait (up to a bound) and are written when it is back.
 """
 

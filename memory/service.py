@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -58,7 +59,7 @@ class Memory:
         self._embedder: Embedder | None = None
         self._embedder_error: str | None = "loading"
         self._loading: asyncio.Task[None] | None = None
-        self.stats = RecallStats(pool)
+        self.stats = RecallStats(pool, config.memory.stats_interval)
         self.floors = recall.Floors(config.memory.min_similarity, config.memory.min_lexical)
         self.policy = writer.Policy(dedup_similarity=config.memory.dedup_similarity)
         # Users' profiles (essential facts), and until when they are trusted.
@@ -189,39 +190,60 @@ class Memory:
         """Facts relevant to ``query`` (None when the user is unknown), with the user's profile (essential
         facts; cached for :data:`PROFILE_TTL` seconds, so most calls cost no query for it) unless
         ``profile`` is false, what was degraded on the way (``embedder``: recall went on with wording
-        alone), and where the time went."""
+        alone), and where the time went.
+
+        The query is embedded (in the embedder's thread) while the user is looked up, so the two overlap.
+        """
         degraded: list[str] = []
-        vector = None
         model = self._embedder.model if self._embedder else self.config.embeddings.model
         started = time.perf_counter()
-        if query.text.strip():
-            try:
-                vector = await self.embedder.embed_query(query.text, scope=str(tenant_id))
-            except EmbedderUnavailable:
-                degraded.append("embedder")
-        embedded = time.perf_counter()
-        async with db.connection(self.pool) as conn:
-            user_id = await users.find(conn, tenant_id, user)
-            if user_id is None:
-                return Recalled(None, [], degraded)
-            if profile and (tenant_id, user) not in self._user_ids:
-                if len(self._user_ids) >= PROFILE_CACHE_SIZE:
-                    self._user_ids.clear()
-                self._user_ids[(tenant_id, user)] = user_id
-            facts = await recall.recall(
-                conn,
-                tenant_id=tenant_id,
-                user_id=user_id,
-                query=query,
-                vector=vector,
-                model=model,
-                floors=self.floors,
-                approximate=await self._is_large(conn, tenant_id, user_id),
-            )
-            essential = await self._profile(conn, tenant_id, user_id) if profile else []
+        embedding = (
+            asyncio.ensure_future(self._query_vector(query.text, tenant_id)) if query.text.strip() else None
+        )
+        try:
+            async with db.connection(self.pool) as conn:
+                user_id = await users.find(conn, tenant_id, user)
+                if user_id is None:
+                    if embedding is not None and self._embedder is None:
+                        degraded.append("embedder")
+                    return Recalled(None, [], degraded)
+                if profile and (tenant_id, user) not in self._user_ids:
+                    if len(self._user_ids) >= PROFILE_CACHE_SIZE:
+                        self._user_ids.clear()
+                    self._user_ids[(tenant_id, user)] = user_id
+                large = await self._is_large(conn, tenant_id, user_id)
+                looked_up = time.perf_counter()
+                vector, embed_ms = await embedding if embedding is not None else (None, 0.0)
+                if embedding is not None and vector is None:
+                    degraded.append("embedder")
+                resumed = time.perf_counter()
+                facts = await recall.recall(
+                    conn,
+                    tenant_id=tenant_id,
+                    user_id=user_id,
+                    query=query,
+                    vector=vector,
+                    model=model,
+                    floors=self.floors,
+                    approximate=large,
+                )
+                essential = await self._profile(conn, tenant_id, user_id) if profile else []
+        finally:
+            if embedding is not None:  # not awaited when the user is unknown or the database failed
+                embedding.cancel()
+                embedding.add_done_callback(_retrieve)
         done = time.perf_counter()
         self.stats.add(tenant_id, [fact.id for fact in facts])
-        return Recalled(facts, essential, degraded, (embedded - started) * 1000, (done - embedded) * 1000)
+        return Recalled(facts, essential, degraded, embed_ms, (looked_up - started + done - resumed) * 1000)
+
+    async def _query_vector(self, text: str, tenant_id: uuid.UUID) -> tuple[Vector | None, float]:
+        """The query's vector (None without an embedder) and the milliseconds it took."""
+        started = time.perf_counter()
+        try:
+            vector: Vector | None = await self.embedder.embed_query(text, scope=str(tenant_id))
+        except EmbedderUnavailable:
+            vector = None
+        return vector, (time.perf_counter() - started) * 1000
 
     def known_profile(self, tenant_id: uuid.UUID, user: str) -> list[Fact]:
         """The user's profile as last read in this process (at most :data:`PROFILE_FALLBACK` seconds ago),
@@ -262,6 +284,12 @@ class Memory:
             self._large.clear()
         self._large[key] = (large, now + 300)
         return large
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Take an unawaited task's outcome, so that it is not reported as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _now() -> datetime:
