@@ -117,7 +117,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         health = Health()
-        pool = await db.create_pool(config.database, dsn)
+        pool = await db.create_pool(config.database, dsn, stateless=True)
         redis = queue.connect(config.redis)
         intake = Intake(
             spool=Spool(config.spool_path), pool=pool, redis=redis, config=config.spool, health=health
