@@ -207,7 +207,7 @@ def rank(rows: Sequence[Any], query: Query, floors: Floors) -> list[Fact]:
     best = 2.0 / (RRF_K + 1)
     now = datetime.now(UTC)
     named = query_dates.windows(query.text)
-    scored: list[Fact] = []
+    scored: list[tuple[float, Any]] = []
     for row in rows:
         if row["id"] not in fused:
             continue
@@ -220,6 +220,6 @@ def rank(rows: Sequence[Any], query: Query, floors: Floors) -> list[Fact]:
                 boost *= DATE_MATCH_BOOST
         score = round(fused[row["id"]] / best * boost, 6)
         if score >= query.min_score:
-            scored.append(from_row(row, score))
-    scored.sort(key=lambda fact: -(fact.score or 0.0))
-    return scored[: query.limit]
+            scored.append((score, row))
+    scored.sort(key=lambda pair: -pair[0])
+    return [from_row(row, score) for score, row in scored[: query.limit]]
