@@ -48,7 +48,7 @@ RETURNING f.tenant_id, f.id
 
 
 class RecallStats:
-    def __init__(self, pool: asyncpg.Pool, interval: float = 1.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, interval: float = 60.0) -> None:
         self._pool = pool
         self._interval = interval
         self._pending: dict[tuple[uuid.UUID, uuid.UUID], tuple[int, datetime]] = {}

@@ -190,9 +190,10 @@ class Memory:
         """Facts relevant to ``query`` (None when the user is unknown), with the user's profile (essential
         facts; cached for :data:`PROFILE_TTL` seconds, so most calls cost no query for it) unless
         ``profile`` is false, what was degraded on the way (``embedder``: recall went on with wording
-        alone), and where the time went.
+        alone, or, for an unknown user, the embedder has not loaded), and where the time went.
 
-        The query is embedded (in the embedder's thread) while the user is looked up, so the two overlap.
+        The query is embedded (in the embedder's thread) while the user is looked up, so the two overlap;
+        no connection is held while the embedding is awaited, so a slow embedder cannot drain the pool.
         """
         degraded: list[str] = []
         model = self._embedder.model if self._embedder else self.config.embeddings.model
@@ -207,16 +208,17 @@ class Memory:
                     if embedding is not None and self._embedder is None:
                         degraded.append("embedder")
                     return Recalled(None, [], degraded)
-                if profile and (tenant_id, user) not in self._user_ids:
-                    if len(self._user_ids) >= PROFILE_CACHE_SIZE:
-                        self._user_ids.clear()
-                    self._user_ids[(tenant_id, user)] = user_id
                 large = await self._is_large(conn, tenant_id, user_id)
-                looked_up = time.perf_counter()
-                vector, embed_ms = await embedding if embedding is not None else (None, 0.0)
-                if embedding is not None and vector is None:
-                    degraded.append("embedder")
-                resumed = time.perf_counter()
+            if profile and (tenant_id, user) not in self._user_ids:
+                if len(self._user_ids) >= PROFILE_CACHE_SIZE:
+                    self._user_ids.clear()
+                self._user_ids[(tenant_id, user)] = user_id
+            looked_up = time.perf_counter()
+            vector, embed_ms = await embedding if embedding is not None else (None, 0.0)
+            if embedding is not None and vector is None:
+                degraded.append("embedder")
+            resumed = time.perf_counter()
+            async with db.connection(self.pool) as conn:
                 facts = await recall.recall(
                     conn,
                     tenant_id=tenant_id,

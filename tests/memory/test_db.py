@@ -32,6 +32,9 @@ async def test_a_request_pool_rolls_back_what_a_request_left_open(pg_dsn: str) -
         async with pool.acquire() as again:
             assert not again.is_in_transaction()
             assert await again.fetchval("SELECT count(*) FROM tenants WHERE name = 'left-open'") == 0
+            await again.execute("SET application_name = 'kept'")
+        async with pool.acquire() as third:  # and nothing else is reset: no statement on release
+            assert await third.fetchval("SHOW application_name") == "kept"
     finally:
         await db.close_pool(pool)
 

@@ -9,6 +9,7 @@ matches get ``{"facts": []}``. Every request is kept in :attr:`FakeLLM.requests`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ class FakeLLM:
     requests: list[dict[str, Any]] = field(default_factory=list)
     scripts: list[tuple[str, list[Answer]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    embed_delay: float = 0.0
+    """Seconds ``/v1/embeddings`` waits before it answers (a slow embeddings provider)."""
 
     def on(self, phrase: str, *answers: Answer) -> None:
         with self.lock:
@@ -34,6 +37,7 @@ class FakeLLM:
         with self.lock:
             self.requests.clear()
             self.scripts.clear()
+            self.embed_delay = 0.0
 
     def prompts(self) -> list[str]:
         """The user prompt of every request, in order."""
@@ -60,6 +64,8 @@ class FakeLLM:
         body = await read_body(receive)
         request = json.loads(body or b"{}")
         if scope["path"].endswith("/embeddings"):
+            if self.embed_delay:
+                await asyncio.sleep(self.embed_delay)
             await _send(send, 200, _embeddings(request))
             return
         with self.lock:
