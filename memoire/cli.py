@@ -305,7 +305,7 @@ def cmd_up(config: Config) -> int:
     try:
         dsn = config.database.url
         if not dsn:
-            postgres = EmbeddedPostgres(config.data_dir)
+            postgres = EmbeddedPostgres(config.data_dir, config.database.embedded_shared_buffers)
             dsn = postgres.start()
             log.info("embedded PostgreSQL running on %s", postgres.pgdata)
         if not redis_answers(config.redis.url):

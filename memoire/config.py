@@ -61,6 +61,9 @@ class DatabaseConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     """Seconds before a single statement is abandoned."""
     connect_timeout: float = 3.0
     """Seconds to wait for a new connection."""
+    embedded_shared_buffers: int = 0
+    """MB of memory the embedded PostgreSQL (``memoire up`` without a URL) caches table pages in. 0: a
+    quarter of the machine's memory, at most 4096. Takes effect when the server next starts."""
     custom_plans: bool = True
     """Plan each statement for its own values (``plan_cache_mode=force_custom_plan``, sent at connection
     start). Turn off behind a pooler that refuses startup parameters (PgBouncer without
@@ -392,6 +395,9 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"bad setting database.pool_min ({env_name('database', 'pool_min')}): must be 0..pool_max"
         )
+    if config.database.embedded_shared_buffers < 0:
+        name = env_name("database", "embedded_shared_buffers")
+        raise ConfigError(f"bad setting database.embedded_shared_buffers ({name}): must be >= 0")
     if config.upstream.heartbeat_idle < 0:
         raise ConfigError(
             f"bad setting upstream.heartbeat_idle ({env_name('upstream', 'heartbeat_idle')}): must be >= 0"

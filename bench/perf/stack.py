@@ -19,13 +19,12 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
 
 from bench.locomo.stack import _migrate, ensure_redis, release_redis
-from memoire.stack import _pg
+from memoire.stack import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / ".cache" / "models"
@@ -111,7 +110,7 @@ class PerfStack:
         self.tmp = Path(tempfile.mkdtemp(prefix="memoire-perf-"))
         self.chunks, self.interval, self.with_litellm = chunks, interval, litellm
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._pg: Any = None
+        self._pg: EmbeddedPostgres | None = None
         self._redis: subprocess.Popen[bytes] | None = None
         self.dsn = ""
         self.upstream = self.memoire = self.litellm = ""
@@ -130,8 +129,8 @@ class PerfStack:
     def start(self) -> PerfStack:
         try:
             self._redis = ensure_redis(REDIS_URL)
-            self._pg = _pg().get_server(self.tmp / "pg", cleanup_mode="delete")
-            self.dsn = self._pg.get_uri()
+            self._pg = EmbeddedPostgres(self.tmp)  # sized as `memoire up` sizes it
+            self.dsn = self._pg.start()
             asyncio.run(_migrate(self.dsn))
             port = free_port()
             proc = self.spawn(
@@ -242,7 +241,7 @@ class PerfStack:
                 proc.wait()
         self.procs.clear()
         if self._pg is not None:
-            self._pg.cleanup()
+            self._pg.stop()
             self._pg = None
         release_redis(REDIS_URL, self._redis)
         self._redis = None

@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from memoire.stack import redis_answers, running_embedded_dsn
+from memoire.stack import EmbeddedPostgres, auto_shared_buffers, redis_answers, running_embedded_dsn
 from tests.conftest import MODEL_DIR, wait_until
 from tests.support.llm import FakeLLM
 from tests.support.services import free_port
@@ -148,3 +148,21 @@ def test_up_runs_the_stack_stops_cleanly_and_starts_again(
             proc.kill()
             proc.wait()
     assert running_embedded_dsn(data_dir) is None
+
+
+def test_the_embedded_server_caches_as_much_as_it_is_given(tmp_path: Path) -> None:
+    async def shared_buffers(dsn: str) -> str:
+        conn = await asyncpg.connect(dsn)
+        try:
+            value: str = await conn.fetchval("SHOW shared_buffers")
+            return value
+        finally:
+            await conn.close()
+
+    for size, shown in ((160, "160MB"), (192, "192MB")):  # a new size takes effect at the next start
+        postgres = EmbeddedPostgres(tmp_path, shared_buffers=size)
+        try:
+            assert asyncio.run(shared_buffers(postgres.start())) == shown
+        finally:
+            postgres.stop()
+    assert 128 <= auto_shared_buffers() <= 4096
