@@ -233,7 +233,7 @@ class Memory:
         finally:
             if embedding is not None:  # not awaited when the user is unknown or the database failed
                 embedding.cancel()
-                embedding.add_done_callback(_retrieve)
+                embedding.add_done_callback(discard_outcome)
         done = time.perf_counter()
         self.stats.add(tenant_id, [fact.id for fact in facts])
         return Recalled(facts, essential, degraded, embed_ms, (looked_up - started + done - resumed) * 1000)
@@ -288,8 +288,8 @@ class Memory:
         return large
 
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Take an unawaited task's outcome, so that it is not reported as never retrieved."""
+def discard_outcome(task: asyncio.Future[Any]) -> None:
+    """Take an abandoned task's outcome, so that it is not reported as never retrieved (a done callback)."""
     if not task.cancelled():
         task.exception()
 

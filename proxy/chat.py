@@ -21,7 +21,7 @@ from memory.exchanges import new_id, now
 from memory.extraction.prompt import message_text
 from memory.facts import TemporalStatus
 from memory.keys import Principal
-from memory.service import Recalled
+from memory.service import Recalled, discard_outcome
 from proxy import services as services_
 from proxy.auth import principal_of
 from proxy.memory_block import inject
@@ -117,7 +117,7 @@ async def _recall_within_budget(
     done, _ = await asyncio.wait({task}, timeout=config.recall_timeout)
     if not done:
         task.cancel()
-        task.add_done_callback(_quietly)
+        task.add_done_callback(discard_outcome)
         degraded.append("recall-timeout")
         RECALL.labels("timeout").observe(time.perf_counter() - started)
         return _profile_only(services, principal, user)
@@ -143,12 +143,6 @@ def _profile_only(services: services_.Services, principal: Principal, user: str)
     """When recall cannot answer: the user's profile as this process last read it, if it has."""
     profile = services.memory.known_profile(principal.tenant_id, user)
     return Recalled(None, profile, []) if profile else None
-
-
-def _quietly(task: asyncio.Task[Any]) -> None:
-    """Retrieve an abandoned task's outcome, so that it is not reported as never retrieved."""
-    if not task.cancelled():
-        task.exception()
 
 
 async def _remember(
