@@ -1,4 +1,4 @@
-"""``python -m bench.locomo [--limit-conversations N] [--out DIR] [--set memory.min_similarity=0.1 ...]``."""
+"""``python -m bench.locomo [--limit-conversations N] [--out DIR] [--set memory.min_lexical=1.01 ...]``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import httpx
 import msgspec
 
 from bench.locomo import client, dataset, metrics, report
-from bench.locomo.stack import ROOT, Stack, parse_settings
+from bench.locomo.stack import ROOT, Stack, add_settings_option, parse_settings
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,14 +25,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit-conversations", type=int, default=None, metavar="N")
     parser.add_argument("--limit-questions", type=int, default=None, metavar="N", help="per conversation")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/locomo-<UTC time>")
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="a config override, e.g. memory.min_similarity=0.1 (repeatable)",
-    )
+    add_settings_option(parser, "memory.min_lexical=1.01")
     return parser.parse_args(argv)
 
 

@@ -6,6 +6,7 @@ the ``redis-server`` if one had to be started.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import shutil
 import subprocess
@@ -32,8 +33,20 @@ REDIS_URL = "redis://127.0.0.1:6379/14"
 REDIS_SERVER = ["redis-server", "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no"]
 
 
+def add_settings_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--set SECTION.KEY=VALUE`` (repeatable), read by :func:`parse_settings`."""
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help=f"a config override, e.g. {example} (repeatable)",
+    )
+
+
 def parse_settings(pairs: list[str]) -> dict[str, dict[str, str]]:
-    """``["memory.min_similarity=0.1"]`` → ``{"memory": {"min_similarity": "0.1"}}``."""
+    """``["memory.min_lexical=0.4"]`` → ``{"memory": {"min_lexical": "0.4"}}``."""
     out: dict[str, dict[str, str]] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
