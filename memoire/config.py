@@ -185,10 +185,13 @@ class MemoryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Most facts the proxy recalls for one call."""
     block_tokens: int = 400
     """Token budget of the memory block added to the system prompt (tiktoken cl100k_base)."""
-    min_similarity: float = 0.25
-    """Least cosine similarity for a fact to count as relevant by meaning."""
+    relevance_z: float = 0.75
+    """How far above the user's own facts a fact must stand to be recalled for a query part: standard
+    deviations of similarity above the mean over all the user's facts. A part's best fact always counts."""
+    small_memory: int = 30
+    """A user with at most this many facts has them all offered, ranked: the token budget is the cut."""
     min_lexical: float = 0.5
-    """Least trigram word similarity for a fact to count as relevant by wording."""
+    """Least trigram word similarity between the query's focus and a fact for the fact to count by wording."""
     dedup_similarity: float = 0.9
     """Cosine similarity above which a new fact is taken to mean the same as an existing one."""
     hnsw_threshold: int = 20000

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -199,10 +199,16 @@ class Memoire:
         accepted: dict[str, Any] = await self.arequest("POST", "/v1/ingest", json=body)
         return accepted
 
-    def context(self, user_id: str, query: str, *, timeout: float | None = None) -> dict[str, Any]:
-        """The memory block the proxy would add for this message: ``{"block", "recalled"}``."""
+    def context(
+        self, user_id: str, query: str, *, context: Sequence[str] = (), timeout: float | None = None
+    ) -> dict[str, Any]:
+        """The memory block the proxy would add for this message: ``{"block", "recalled"}``. ``context``:
+        the earlier user messages, oldest first (a message like "what does she do?" is searched with them)."""
         found: dict[str, Any] = self.request(
-            "POST", "/v1/context", json={"user_id": user_id, "query": query}, timeout=timeout or self._timeout
+            "POST",
+            "/v1/context",
+            json=_context_body(user_id, query, context),
+            timeout=timeout or self._timeout,
         )
         return found
 
@@ -211,10 +217,14 @@ class Memoire:
         user_id: str,
         query: str,
         *,
+        context: Sequence[str] = (),
         timeout: float | None = None,  # noqa: ASYNC109 (HTTP timeout)
     ) -> dict[str, Any]:
         found: dict[str, Any] = await self.arequest(
-            "POST", "/v1/context", json={"user_id": user_id, "query": query}, timeout=timeout or self._timeout
+            "POST",
+            "/v1/context",
+            json=_context_body(user_id, query, context),
+            timeout=timeout or self._timeout,
         )
         return found
 
@@ -344,3 +354,10 @@ class Users:
         self._c.backlog.drop(lambda entry: entry.get("user_id") == user_id)
         deleted: dict[str, Any] = await self._c.arequest("DELETE", "/v1/users", params={"user_id": user_id})
         return deleted
+
+
+def _context_body(user_id: str, query: str, context: Sequence[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {"user_id": user_id, "query": query}
+    if context:  # only when there is some, so that an older server, which refuses the field, still answers
+        body["context"] = list(context)
+    return body

@@ -39,6 +39,8 @@ DEFAULT_USER = "default"
 CONTEXT_TIMEOUT = 2.0
 #: The server searches the first characters of the message only; sending more is waste.
 MAX_QUERY_CHARS = 2000
+#: Earlier user messages sent with the query, for a message that refers back to them.
+CONTEXT_TURNS = 2
 #: Longest message text /v1/ingest takes; longer text is cut.
 MAX_CONTENT_CHARS = 200_000
 #: Sync recalls that may wait for an answer at once; past it, calls go on without memory at once.
@@ -50,9 +52,9 @@ _slots = threading.BoundedSemaphore(MAX_WAITING)
 log = logging.getLogger("memoire.sdk")
 
 
-def _context(memoire: Memoire, user: str, query: str) -> dict[str, Any]:
+def _context(memoire: Memoire, user: str, turns: list[str]) -> dict[str, Any]:
     try:
-        return memoire.context(user, query, timeout=CONTEXT_TIMEOUT)
+        return memoire.context(user, turns[-1], context=turns[:-1], timeout=CONTEXT_TIMEOUT)
     finally:
         _slots.release()
 
@@ -91,11 +93,16 @@ def _new_messages(messages: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _query(messages: Any) -> str:
+def _turns(messages: Any) -> list[str]:
+    """The last user messages, oldest first, each its last :data:`MAX_QUERY_CHARS` characters: the latest
+    is recall's query, the others its context (as the proxy reads them)."""
+    turns: list[str] = []
     for message in reversed(messages if isinstance(messages, list) else []):
         if isinstance(message, dict) and message.get("role") == "user":
-            return _text(message.get("content"))[:MAX_QUERY_CHARS]
-    return ""
+            turns.append(_text(message.get("content"))[-MAX_QUERY_CHARS:])
+            if len(turns) > CONTEXT_TURNS:
+                break
+    return turns[::-1]
 
 
 class _Call:
@@ -117,15 +124,15 @@ class _Call:
         self.ingest = str(ours.get("x-memoire-ingest", "on")).lower() != "off"
 
 
-def _block(memoire: Memoire, call: _Call, query: str) -> str | None:
+def _block(memoire: Memoire, call: _Call, turns: list[str]) -> str | None:
     """The memory block within the recall budget; None on any trouble (logged once)."""
-    if not call.recall or not query.strip():
+    if not call.recall or not turns or not turns[-1].strip():
         return None
     if not _slots.acquire(blocking=False):  # this many already hang: do not pile more up
         memoire.reachability.failed("too many recalls waiting for an answer")
         return None
     try:
-        future = _executor.submit(_context, memoire, call.user, query)
+        future = _executor.submit(_context, memoire, call.user, turns)
     except RuntimeError:  # the interpreter is shutting down
         _slots.release()
         return None
@@ -144,12 +151,13 @@ def _block(memoire: Memoire, call: _Call, query: str) -> str | None:
     return block
 
 
-async def _ablock(memoire: Memoire, call: _Call, query: str) -> str | None:
-    if not call.recall or not query.strip():
+async def _ablock(memoire: Memoire, call: _Call, turns: list[str]) -> str | None:
+    if not call.recall or not turns or not turns[-1].strip():
         return None
     try:
         found = await asyncio.wait_for(
-            memoire.acontext(call.user, query, timeout=CONTEXT_TIMEOUT), memoire.recall_timeout
+            memoire.acontext(call.user, turns[-1], context=turns[:-1], timeout=CONTEXT_TIMEOUT),
+            memoire.recall_timeout,
         )
     except TimeoutError:
         memoire.reachability.failed(f"no answer within {memoire.recall_timeout * 1000:.0f} ms")
@@ -336,7 +344,7 @@ class _Completions(_Delegate):
             return self._acreate(*args, **kwargs)
         call = _Call(kwargs, self._user, kwargs.get("user"))
         messages = call.kwargs.get("messages")
-        block = _block(self._memoire, call, _query(messages))
+        block = _block(self._memoire, call, _turns(messages))
         if block is not None and isinstance(messages, list):
             call.kwargs["messages"] = add_to_messages(messages, block)
         response = self._target.create(*args, **call.kwargs)
@@ -345,7 +353,7 @@ class _Completions(_Delegate):
     async def _acreate(self, *args: Any, **kwargs: Any) -> Any:
         call = _Call(kwargs, self._user, kwargs.get("user"))
         messages = call.kwargs.get("messages")
-        block = await _ablock(self._memoire, call, _query(messages))
+        block = await _ablock(self._memoire, call, _turns(messages))
         if block is not None and isinstance(messages, list):
             call.kwargs["messages"] = add_to_messages(messages, block)
         response = await self._target.create(*args, **call.kwargs)
@@ -365,7 +373,7 @@ class _Messages(_Delegate):
             return self._acreate(*args, **kwargs)
         call = _Call(kwargs, self._user, _anthropic_user(kwargs))
         messages = call.kwargs.get("messages")
-        block = _block(self._memoire, call, _query(messages))
+        block = _block(self._memoire, call, _turns(messages))
         if block is not None:
             call.kwargs = _with_system(call.kwargs, block)
         response = self._target.create(*args, **call.kwargs)
@@ -374,7 +382,7 @@ class _Messages(_Delegate):
     async def _acreate(self, *args: Any, **kwargs: Any) -> Any:
         call = _Call(kwargs, self._user, _anthropic_user(kwargs))
         messages = call.kwargs.get("messages")
-        block = await _ablock(self._memoire, call, _query(messages))
+        block = await _ablock(self._memoire, call, _turns(messages))
         if block is not None:
             call.kwargs = _with_system(call.kwargs, block)
         response = await self._target.create(*args, **call.kwargs)

@@ -1,15 +1,26 @@
-"""Hybrid recall: vector and lexical candidates, fused by reciprocal rank, boosted by what we know of a fact.
+"""Recall: a user's facts ranked for a query's parts, cut relative to the user's own scores, fused by rank.
 
-Two candidate sources over one user's facts, each with its own relevance floor:
+A query arrives as parts (:mod:`memory.query_plan`: the message's focus, its clauses, earlier turns), each
+embedded, each with a weight. One pass over the user's facts scores every fact against every part (cosine,
+pgvector; an exact sort over the user's rows: at ~1,000 facts per user a btree on the user and an exact sort
+beat HNSW and lose no recall), and ranks each part's candidates.
 
-* by meaning: cosine similarity of the query's embedding (pgvector, exact sort over the user's rows: at
-  ~1,000 facts per user a btree on the user and an exact sort beat HNSW, and lose no recall);
-* by wording: facts sharing a search term (English stem) with the query, found through a GIN index and
-  ranked by ``ts_rank_cd``; pg_trgm's word similarity (both ways round) between the query and each of them
-  is their lexical score, and decides whether they pass the floor.
+**Relevance is relative.** All-MiniLM-L6-v2 scores a true paraphrase ("What do I do for a living?" against
+"Is a nurse at St. Mary's") between 0.1 and 0.25, where unrelated facts of another user score as much; no
+constant cosine separates them. So a fact counts for a part when it stands out of *this user's* facts for
+*this part*: its similarity at least ``relevance_z`` standard deviations above the mean of all the user's
+facts, or it is the part's best. A small memory (at most ``small_memory`` facts) is offered whole: its
+other facts still count, at :data:`SMALL_MEMORY_SHARE`, below those that stand out; with so few facts the
+caller's token budget is the cut.
 
-A fact below both floors is not relevant, so a query about nothing we know returns nothing. The candidates
-are fused with reciprocal-rank fusion (k = 60), then boosted by confidence, importance and recency.
+**Wording** is a second source: the facts sharing an English stem with the focus (GIN index), the best by
+``ts_rank_cd``, kept when their trigram word similarity with the focus reaches ``min_lexical``, ranked by
+it. It is also the only source when there is no query vector (embedder down).
+
+**Fusion.** A fact's score is the weighted reciprocal-rank sum (k = :data:`RRF_K`) over the parts it
+counts for and the lexical list, normalised so that the best of every list scores 1, then boosted by
+confidence, importance, recency and a date the query names. ``min_score`` is a strict cut on that score.
+The constants are the ones that measured best on LoCoMo and the paraphrase set together (bench/README.md).
 Only facts whose *effective* temporal status (judged now) is asked for are considered.
 """
 
@@ -18,9 +29,11 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from pgvector import Vector as PgVector
 
 from memory import query_dates
 from memory.db import Connection
@@ -29,9 +42,14 @@ from memory.facts import COLUMNS, EFFECTIVE_TEMPORAL, Fact, TemporalStatus, from
 
 #: Reciprocal-rank fusion's k: how fast the weight of lower ranks falls.
 RRF_K = 60
-#: Candidates the vector source offers, per fact asked for; the lexical source offers half as many (each
-#: costs a trigram comparison).
+#: Candidates each part offers, per fact asked for; the lexical source offers half as many (each costs a
+#: trigram comparison).
 CANDIDATES_PER_RESULT = 4
+#: What the lexical list counts in the fusion, beside a part's weight.
+WEIGHT_LEXICAL = 1.0
+#: What a part's rank counts, in a small memory, for a fact that does not stand out for that part: the
+#: fact is still offered, below those that do.
+SMALL_MEMORY_SHARE = 0.1
 #: Recency's half-life, in days.
 RECENCY_HALF_LIFE_DAYS = 180.0
 #: Score factor for a fact dated inside a window the query names ("in January 2023"). Measured on LoCoMo:
@@ -46,79 +64,107 @@ class Query:
     categories: Sequence[str] | None = None
     temporal: Sequence[TemporalStatus] = ("current",)
     min_score: float = 0.0
+    context: Sequence[str] = field(default_factory=tuple)
+    """Earlier user turns, oldest first: a referring message ("and hers?") is searched with them."""
 
 
 @dataclass(frozen=True, slots=True)
-class Floors:
-    similarity: float
-    lexical: float
+class Relevance:
+    """How recall decides what is relevant (``memory.relevance_z``, ``memory.small_memory``,
+    ``memory.min_lexical``)."""
 
+    z: float = 0.75
+    small_memory: int = 30
+    min_lexical: float = 0.5
+
+
+# The facts a query may recall: the user's, in the categories and effective temporal statuses asked for.
+_USER_FACTS = f"""f.tenant_id = $1 AND f.user_id = $2 AND f.status IN ('active', 'superseded')
+      AND ($3::text[] IS NULL OR f.category = ANY($3)) AND {EFFECTIVE_TEMPORAL} = ANY($4::text[])"""
 
 #: The query's English stems, any of which may match ("caroline | support | group"), as a tsquery.
-_ANY_TERM = "replace(plainto_tsquery('english', {query})::text, ' & ', ' | ')::tsquery"
+_ANY_TERM = "replace(plainto_tsquery('english', {focus})::text, ' & ', ' | ')::tsquery"
 
 
-def _lexical_and_fusion(query: str, sim_floor: str, lex_floor: str) -> str:
-    """The end both paths share, over a ``vec`` CTE and a ``terms`` CTE: trigram scores for the lexical
-    candidates, both floors, and one row per fact that passed either (its two scores side by side)."""
-    return f"""lex AS (
-    SELECT id, greatest(word_similarity({query}, text), word_similarity(text, {query})) AS lex FROM terms
-), hits AS (
-    SELECT id, max(sim) AS sim, max(lex) AS lex FROM (
-        SELECT id, sim, NULL::real AS lex FROM vec WHERE sim >= {sim_floor}
-        UNION ALL SELECT id, NULL, lex FROM lex WHERE lex >= {lex_floor}
-    ) AS both_sources GROUP BY id
-)
-SELECT {COLUMNS}, h.sim, h.lex
-FROM hits h
-JOIN memory_facts f ON f.tenant_id = $1 AND f.id = h.id
+def _lexical(focus: str, limit: str, floor: str) -> str:
+    """CTEs ``wanted`` and ``wording``: the user's facts sharing a search term (English stem) with
+    the focus, the ``limit`` best by ``ts_rank_cd``, and of them those whose trigram word similarity (both
+    ways round) with the focus reaches ``floor``, with that similarity as ``lex``."""
+    return f"""wanted AS (
+    SELECT {_ANY_TERM.format(focus=focus)} AS terms
+), matching AS MATERIALIZED (
+    SELECT f.id, f.text FROM memory_facts f, wanted WHERE {_USER_FACTS} AND f.search_terms @@ wanted.terms
+    ORDER BY ts_rank_cd(f.search_terms, wanted.terms) DESC, f.id LIMIT {limit}
+), wording AS (
+    SELECT id, lex FROM (
+        SELECT id, greatest(word_similarity({focus}, text), word_similarity(text, {focus}))::float8 AS lex
+        FROM matching
+    ) AS m WHERE lex >= {floor}
+)"""
+
+
+# Every part's similarity to every fact of the user, each part's ranking and its distribution; the facts
+# some part ranks high, and the lexical candidates beside them.
+_EXACT = f"""
+WITH parts AS (
+    SELECT p.v, p.n::int AS n FROM unnest($5::vector[]) WITH ORDINALITY AS p(v, n)
+), scored AS MATERIALIZED (
+    SELECT f.id, p.n, (1 - (f.embedding <=> p.v))::float8 AS sim
+    FROM memory_facts f CROSS JOIN parts p
+    WHERE {_USER_FACTS} AND f.embedding_model = $6 AND f.embedding_dim = vector_dims(p.v)
+), ranked AS (
+    SELECT id, n, sim,
+           row_number() OVER (PARTITION BY n ORDER BY sim DESC, id) AS place,
+           avg(sim) OVER (PARTITION BY n) AS mean,
+           coalesce(stddev_pop(sim) OVER (PARTITION BY n), 0) AS sd,
+           count(*) OVER (PARTITION BY n) AS total
+    FROM scored
+), top AS (
+    SELECT id, array_agg(n ORDER BY n) AS parts, array_agg(sim ORDER BY n) AS sims,
+           array_agg(place ORDER BY n) AS places, array_agg(mean ORDER BY n) AS means,
+           array_agg(sd ORDER BY n) AS sds, max(total) AS total
+    FROM ranked WHERE place <= $7 GROUP BY id
+), {_lexical("$8", "$7 / 2", "$9")}
+SELECT {COLUMNS}, t.parts, t.sims, t.places, t.means, t.sds, t.total, w.lex
+FROM top t FULL JOIN wording w ON w.id = t.id
+JOIN memory_facts f ON f.tenant_id = $1 AND f.id = coalesce(t.id, w.id)
 JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id
 """
-
-
-# One pass over the user's facts computes both sources' scores, so that the pool holds no embeddings: the
-# distance where the fact's model is the query's (else NULL), and the rank where a search term matches.
-_HYBRID = f"""
-WITH wanted AS (
-    SELECT {_ANY_TERM.format(query="$8")} AS terms
-), pool AS MATERIALIZED (
-    SELECT f.id, f.text,
-           CASE WHEN $5::vector IS NOT NULL AND f.embedding_model = $6
-                     AND f.embedding_dim = vector_dims($5::vector) THEN f.embedding <=> $5 END AS distance,
-           CASE WHEN f.search_terms @@ wanted.terms THEN ts_rank_cd(f.search_terms, wanted.terms) END AS rank
-    FROM memory_facts f, wanted
-    WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.status IN ('active', 'superseded')
-      AND ($3::text[] IS NULL OR f.category = ANY($3))
-      AND {EFFECTIVE_TEMPORAL} = ANY($4::text[])
-), vec AS (
-    SELECT id, 1 - distance AS sim FROM pool WHERE distance IS NOT NULL ORDER BY distance LIMIT $7
-), terms AS (
-    SELECT id, text FROM pool WHERE rank IS NOT NULL ORDER BY rank DESC LIMIT $7 / 2
-), {_lexical_and_fusion("$8", "$9", "$10")}"""
 
 #: Models with an HNSW index (migration 0003), and their dimension.
 HNSW_INDEXED = {"all-MiniLM-L6-v2": 384}
 
-# The approximate path, for users with very many facts: nearest neighbours from the HNSW index (with an
-# iterative scan, so that the user, category and temporal filters still fill the list), and lexical
-# candidates from the search-terms index. The model is a literal: the partial index must be provable.
+# The approximate path, for users with very many facts: each part's nearest neighbours from the HNSW index
+# (with an iterative scan, so that the user, category and temporal filters still fill the list). Their
+# distribution over all the user's facts is not known, so the rank limit is the cut. The model is a
+# literal: the partial index must be provable.
 _APPROXIMATE = f"""
-WITH vec AS MATERIALIZED (
-    SELECT f.id, 1 - (f.embedding::vector(384) <=> $5::vector(384)) AS sim
-    FROM memory_facts f
-    WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.embedding_model = 'all-MiniLM-L6-v2'
-      AND f.status IN ('active', 'superseded')
-      AND ($3::text[] IS NULL OR f.category = ANY($3)) AND {EFFECTIVE_TEMPORAL} = ANY($4::text[])
-    ORDER BY f.embedding::vector(384) <=> $5::vector(384) LIMIT $6
-), wanted AS (
-    SELECT {_ANY_TERM.format(query="$7")} AS terms
-), terms AS MATERIALIZED (
-    SELECT f.id, f.text FROM memory_facts f, wanted
-    WHERE f.tenant_id = $1 AND f.user_id = $2 AND f.status IN ('active', 'superseded')
-      AND ($3::text[] IS NULL OR f.category = ANY($3)) AND {EFFECTIVE_TEMPORAL} = ANY($4::text[])
-      AND f.search_terms @@ wanted.terms
-    ORDER BY ts_rank_cd(f.search_terms, wanted.terms) DESC LIMIT $6 / 4
-), {_lexical_and_fusion("$7", "$8", "$9")}"""
+WITH parts AS (
+    SELECT p.v::vector(384) AS v, p.n::int AS n FROM unnest($5::vector[]) WITH ORDINALITY AS p(v, n)
+), near AS MATERIALIZED (
+    SELECT c.id, p.n, c.sim FROM parts p CROSS JOIN LATERAL (
+        SELECT f.id, (1 - (f.embedding::vector(384) <=> p.v))::float8 AS sim
+        FROM memory_facts f
+        WHERE {_USER_FACTS} AND f.embedding_model = 'all-MiniLM-L6-v2'
+        ORDER BY f.embedding::vector(384) <=> p.v LIMIT $6
+    ) AS c
+), top AS (
+    SELECT id, array_agg(n ORDER BY n) AS parts, array_agg(sim ORDER BY n) AS sims FROM near GROUP BY id
+), {_lexical("$7", "$6 / 2", "$8")}
+SELECT {COLUMNS}, t.parts, t.sims, w.lex
+FROM top t FULL JOIN wording w ON w.id = t.id
+JOIN memory_facts f ON f.tenant_id = $1 AND f.id = coalesce(t.id, w.id)
+JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id
+"""
+
+# Without a query vector (the embedder is down): facts sharing a search term with the query's focus.
+_WORDING = f"""
+WITH wanted AS (SELECT {_ANY_TERM.format(focus="$5")} AS terms)
+SELECT {COLUMNS}, ts_rank_cd(f.search_terms, wanted.terms)::float8 AS rank
+FROM memory_facts f JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id, wanted
+WHERE {_USER_FACTS} AND f.search_terms @@ wanted.terms
+ORDER BY rank DESC, f.id LIMIT $6
+"""
 
 _COUNT = "SELECT count(*) FROM memory_facts WHERE tenant_id = $1 AND user_id = $2 AND status = 'active'"
 
@@ -139,14 +185,17 @@ async def recall(
     tenant_id: uuid.UUID,
     user_id: uuid.UUID,
     query: Query,
-    vector: Vector | None,
+    parts: Sequence[tuple[Vector, float]],
     model: str,
-    floors: Floors,
+    relevance: Relevance,
+    wording: str | None = None,
     approximate: bool = False,
 ) -> list[Fact]:
     """The user's facts relevant to ``query``, best first. With an empty query: the most important ones.
 
-    ``approximate`` takes the HNSW path (see :func:`use_hnsw`).
+    ``parts`` are the query's embedded parts and their weights (:mod:`memory.query_plan`); without any,
+    recall goes by ``wording`` (the query's focus) alone. ``approximate`` takes the HNSW path (see
+    :func:`use_hnsw`).
     """
     categories = list(query.categories) if query.categories else None
     temporal = list(query.temporal)
@@ -154,7 +203,16 @@ async def recall(
     if not text:
         rows = await conn.fetch(_BROWSE, tenant_id, user_id, categories, temporal, query.limit)
         return [from_row(row) for row in rows]
-    if approximate and vector is not None and HNSW_INDEXED.get(model) == int(vector.shape[0]):
+    vectors = [PgVector(vector) for vector, _ in parts]  # an ndarray in a list would read as rows
+    weights = [weight for _, weight in parts]
+    focus = (wording or text).replace("\x00", " ")
+    if not parts:
+        rows = await conn.fetch(_WORDING, tenant_id, user_id, categories, temporal, focus, query.limit)
+        top = max((float(row["rank"]) for row in rows), default=0.0) or 1.0
+        return _ranked(query, [(row, float(row["rank"]) / top) for row in rows])
+    candidates = query.limit * CANDIDATES_PER_RESULT
+    dims = {int(vector.shape[0]) for vector, _ in parts}
+    if approximate and len(dims) == 1 and HNSW_INDEXED.get(model) == dims.pop():
         async with conn.transaction():
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             await conn.execute("SET LOCAL hnsw.ef_search = 100")
@@ -164,27 +222,25 @@ async def recall(
                 user_id,
                 categories,
                 temporal,
-                vector,
-                query.limit * CANDIDATES_PER_RESULT * 2,
-                text,
-                floors.similarity,
-                floors.lexical,
+                vectors,
+                candidates,
+                focus,
+                relevance.min_lexical,
             )
-        return rank(rows, query, floors)
+        return _ranked(query, _fuse_approximate(rows, weights))
     rows = await conn.fetch(
-        _HYBRID,
+        _EXACT,
         tenant_id,
         user_id,
         categories,
         temporal,
-        vector,
+        vectors,
         model,
-        query.limit * CANDIDATES_PER_RESULT,
-        text,
-        floors.similarity,
-        floors.lexical,
+        candidates,
+        focus,
+        relevance.min_lexical,
     )
-    return rank(rows, query, floors)
+    return _ranked(query, _fuse(rows, weights, relevance))
 
 
 async def fact_count(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> int:
@@ -192,25 +248,60 @@ async def fact_count(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID)
     return count
 
 
-def rank(rows: Sequence[Any], query: Query, floors: Floors) -> list[Fact]:
-    """Fuse the two candidate lists by reciprocal rank, boost, cut at ``min_score`` and ``limit``."""
-    by_sim = sorted(
-        (r for r in rows if r["sim"] is not None and r["sim"] >= floors.similarity), key=lambda r: -r["sim"]
-    )
-    by_lex = sorted(
-        (r for r in rows if r["lex"] is not None and r["lex"] >= floors.lexical), key=lambda r: -r["lex"]
-    )
-    fused: dict[uuid.UUID, float] = {}
-    for ranked in (by_sim, by_lex):
-        for position, row in enumerate(ranked, start=1):
-            fused[row["id"]] = fused.get(row["id"], 0.0) + 1.0 / (RRF_K + position)
-    best = 2.0 / (RRF_K + 1)
+def _lexical_places(rows: Sequence[Any]) -> dict[uuid.UUID, int]:
+    """The rank of each lexical candidate by its trigram similarity."""
+    ranked = sorted((r for r in rows if r["lex"] is not None), key=lambda r: (-r["lex"], r["id"]))
+    return {row["id"]: place for place, row in enumerate(ranked, start=1)}
+
+
+def _fuse(rows: Sequence[Any], weights: Sequence[float], relevance: Relevance) -> list[tuple[Any, float]]:
+    """Each row with its fused score: the weighted reciprocal ranks of the parts it is relevant to, and of
+    its lexical rank."""
+    lexical = _lexical_places(rows)
+    best = (sum(weights) + WEIGHT_LEXICAL) / (RRF_K + 1)
+    fused: list[tuple[Any, float]] = []
+    for row in rows:
+        total = WEIGHT_LEXICAL / (RRF_K + lexical[row["id"]]) if row["id"] in lexical else 0.0
+        if row["parts"] is not None:
+            small = row["total"] <= relevance.small_memory
+            for n, sim, place, mean, sd in zip(
+                row["parts"], row["sims"], row["places"], row["means"], row["sds"], strict=True
+            ):
+                if place == 1 or (sd > 0 and (sim - mean) / sd >= relevance.z):
+                    total += weights[n - 1] / (RRF_K + place)
+                elif small:
+                    total += SMALL_MEMORY_SHARE * weights[n - 1] / (RRF_K + place)
+        if total > 0:
+            fused.append((row, total / best))
+    return fused
+
+
+def _fuse_approximate(rows: Sequence[Any], weights: Sequence[float]) -> list[tuple[Any, float]]:
+    """As :func:`_fuse`, ranking each part's neighbours here (the index returned them nearest first)."""
+    places: dict[tuple[uuid.UUID, int], int] = {}
+    for n in range(1, len(weights) + 1):
+        ranked = sorted(
+            (r for r in rows if r["parts"] is not None and n in r["parts"]),
+            key=lambda r: -r["sims"][r["parts"].index(n)],
+        )
+        for place, row in enumerate(ranked, start=1):
+            places[(row["id"], n)] = place
+    lexical = _lexical_places(rows)
+    best = (sum(weights) + WEIGHT_LEXICAL) / (RRF_K + 1)
+    fused: list[tuple[Any, float]] = []
+    for row in rows:
+        total = WEIGHT_LEXICAL / (RRF_K + lexical[row["id"]]) if row["id"] in lexical else 0.0
+        total += sum(weights[n - 1] / (RRF_K + places[(row["id"], n)]) for n in row["parts"] or ())
+        fused.append((row, total / best))
+    return fused
+
+
+def _ranked(query: Query, scored: Sequence[tuple[Any, float]]) -> list[Fact]:
+    """Boost each fused score, cut at ``min_score`` and ``limit``."""
     now = datetime.now(UTC)
     named = query_dates.windows(query.text)
-    scored: list[tuple[float, Any]] = []
-    for row in rows:
-        if row["id"] not in fused:
-            continue
+    out: list[tuple[float, Any]] = []
+    for row, fused in scored:
         age_days = max(0.0, (now - (row["valid_from"] or row["observed_at"])).total_seconds() / 86400)
         recency = math.pow(0.5, age_days / RECENCY_HALF_LIFE_DAYS)
         boost = 0.7 + 0.1 * float(row["confidence"]) + 0.1 * float(row["importance"]) + 0.1 * recency
@@ -218,8 +309,8 @@ def rank(rows: Sequence[Any], query: Query, floors: Floors) -> list[Fact]:
             moment = row["valid_from"] or row["observed_at"]
             if any(start <= moment < end for start, end in named):
                 boost *= DATE_MATCH_BOOST
-        score = round(fused[row["id"]] / best * boost, 6)
+        score = round(fused * boost, 6)
         if score >= query.min_score:
-            scored.append((score, row))
-    scored.sort(key=lambda pair: -pair[0])
-    return [from_row(row, score) for score, row in scored[: query.limit]]
+            out.append((score, row))
+    out.sort(key=lambda pair: (-pair[0], pair[1]["id"]))
+    return [from_row(row, score) for score, row in out[: query.limit]]

@@ -21,7 +21,7 @@ import asyncpg
 
 from memoire.config import Config
 from memoire.errors import EmbedderUnavailable, MemoireError
-from memory import browse, db, recall, slots, users, writer
+from memory import browse, db, query_plan, recall, slots, users, writer
 from memory.embeddings import Embedder, Vector
 from memory.facts import Fact, NewFact
 from memory.recall import Query
@@ -60,7 +60,9 @@ class Memory:
         self._embedder_error: str | None = "loading"
         self._loading: asyncio.Task[None] | None = None
         self.stats = RecallStats(pool, config.memory.stats_interval)
-        self.floors = recall.Floors(config.memory.min_similarity, config.memory.min_lexical)
+        self.relevance = recall.Relevance(
+            config.memory.relevance_z, config.memory.small_memory, config.memory.min_lexical
+        )
         self.policy = writer.Policy(dedup_similarity=config.memory.dedup_similarity)
         # Users' profiles (essential facts), and until when they are trusted.
         self._profiles: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, list[Fact]]] = {}
@@ -166,16 +168,17 @@ class Memory:
     ) -> list[Fact]:
         """What the extractor should know of the user before reading ``text``: the facts relevant to it,
         and every current fact in a single-valued slot (so it can tell what changed)."""
-        vector = await self.embedder.embed_query(text[:2000], scope=str(tenant_id)) if text.strip() else None
         query = recall.Query(text=text[:2000], limit=limit, temporal=("current", "future", "recurring"))
+        planned = query_plan.plan(query.text)
+        vectors = await self.embedder.embed_queries([p.text for p in planned], scope=str(tenant_id))
         relevant = await recall.recall(
             conn,
             tenant_id=tenant_id,
             user_id=user_id,
             query=query,
-            vector=vector,
+            parts=[(v, p.weight) for v, p in zip(vectors, planned, strict=True)],
             model=self.embedder.model,
-            floors=self.floors,
+            relevance=self.relevance,
         )
         single = [slot.name for slot in slots.VOCABULARY if slot.cardinality == "single"]
         slotted, _ = await browse.list_facts(
@@ -198,9 +201,8 @@ class Memory:
         degraded: list[str] = []
         model = self._embedder.model if self._embedder else self.config.embeddings.model
         started = time.perf_counter()
-        embedding = (
-            asyncio.ensure_future(self._query_vector(query.text, tenant_id)) if query.text.strip() else None
-        )
+        planned = query_plan.plan(query.text, query.context)
+        embedding = asyncio.ensure_future(self._query_vectors(planned, tenant_id)) if planned else None
         try:
             async with db.connection(self.pool) as conn:
                 user_id = await users.find(conn, tenant_id, user)
@@ -214,9 +216,10 @@ class Memory:
                     self._user_ids.clear()
                 self._user_ids[(tenant_id, user)] = user_id
             looked_up = time.perf_counter()
-            vector, embed_ms = await embedding if embedding is not None else (None, 0.0)
-            if embedding is not None and vector is None:
+            vectors, embed_ms = await embedding if embedding is not None else (None, 0.0)
+            if embedding is not None and vectors is None:
                 degraded.append("embedder")
+            parts = [(v, p.weight) for v, p in zip(vectors or [], planned, strict=True)]
             resumed = time.perf_counter()
             async with db.connection(self.pool) as conn:
                 facts = await recall.recall(
@@ -224,9 +227,10 @@ class Memory:
                     tenant_id=tenant_id,
                     user_id=user_id,
                     query=query,
-                    vector=vector,
+                    parts=parts,
                     model=model,
-                    floors=self.floors,
+                    relevance=self.relevance,
+                    wording=planned[0].text if planned else None,
                     approximate=large,
                 )
                 essential = await self._profile(conn, tenant_id, user_id) if profile else []
@@ -238,14 +242,19 @@ class Memory:
         self.stats.add(tenant_id, [fact.id for fact in facts])
         return Recalled(facts, essential, degraded, embed_ms, (looked_up - started + done - resumed) * 1000)
 
-    async def _query_vector(self, text: str, tenant_id: uuid.UUID) -> tuple[Vector | None, float]:
-        """The query's vector (None without an embedder) and the milliseconds it took."""
+    async def _query_vectors(
+        self, planned: Sequence[query_plan.Part], tenant_id: uuid.UUID
+    ) -> tuple[list[Vector] | None, float]:
+        """The vectors of the query's parts, in one call (None without an embedder), and the milliseconds
+        it took."""
         started = time.perf_counter()
         try:
-            vector: Vector | None = await self.embedder.embed_query(text, scope=str(tenant_id))
+            vectors: list[Vector] | None = await self.embedder.embed_queries(
+                [part.text for part in planned], scope=str(tenant_id)
+            )
         except EmbedderUnavailable:
-            vector = None
-        return vector, (time.perf_counter() - started) * 1000
+            vectors = None
+        return vectors, (time.perf_counter() - started) * 1000
 
     def known_profile(self, tenant_id: uuid.UUID, user: str) -> list[Fact]:
         """The user's profile as last read in this process (at most :data:`PROFILE_FALLBACK` seconds ago),

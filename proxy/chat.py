@@ -53,15 +53,32 @@ _view = msgspec.json.Decoder(ChatView)
 _content = msgspec.json.Decoder(str | list[dict[str, Any]] | None)
 
 
-def query_text(view: ChatView) -> str:
-    """The text of the latest user message: what recall searches for."""
+#: Earlier user turns that recall may search with (for a message that refers back to them).
+CONTEXT_TURNS = 2
+#: Characters of a user message that recall reads, its last ones (it searches the last sentences anyway).
+MAX_QUERY_CHARS = 2000
+
+
+def query_turns(view: ChatView) -> list[str]:
+    """The texts of the last user messages, oldest first, the latest last: what recall searches for."""
+    turns: list[str] = []
     for message in reversed(view.messages):
-        if message.role == "user":
-            try:
-                return message_text(_content.decode(message.content))
-            except msgspec.DecodeError:
-                return ""
-    return ""
+        if message.role != "user":
+            continue
+        try:
+            text = message_text(_content.decode(message.content))
+        except msgspec.DecodeError:
+            text = ""
+        turns.append(text.replace("\x00", "")[-MAX_QUERY_CHARS:])
+        if len(turns) > CONTEXT_TURNS:
+            break
+    return turns[::-1]
+
+
+def query_text(view: ChatView) -> str:
+    """The text of the latest user message."""
+    turns = query_turns(view)
+    return turns[-1] if turns else ""
 
 
 class _Identity(msgspec.Struct):
@@ -99,19 +116,20 @@ def degraded_headers(value: bytes) -> Headers:
     return [(b"x-memoire-degraded", value)] if value else []
 
 
-#: Characters of the latest user message that recall searches with (the model reads ~256 tokens anyway).
-MAX_QUERY_CHARS = 2000
 #: What the proxy recalls: every temporal status; the block sets past facts apart.
 RECALL_TEMPORAL: tuple[TemporalStatus, ...] = ("current", "recurring", "future", "past")
 
 
 async def _recall_within_budget(
-    services: services_.Services, principal: Principal, user: str, text: str, degraded: list[str]
+    services: services_.Services, principal: Principal, user: str, turns: list[str], degraded: list[str]
 ) -> Recalled | None:
-    """Recall, given at most ``memory.recall_timeout``. Past it the recall is abandoned, not awaited: a hung
-    database must not hold the call while the driver cancels its query."""
+    """Recall for the latest of ``turns`` (with the earlier ones as context), given at most
+    ``memory.recall_timeout``. Past it the recall is abandoned, not awaited: a hung database must not hold
+    the call while the driver cancels its query."""
     config = services.config.memory
-    query = recall.Query(text=text, limit=config.recall_limit, temporal=RECALL_TEMPORAL)
+    query = recall.Query(
+        text=turns[-1], limit=config.recall_limit, temporal=RECALL_TEMPORAL, context=tuple(turns[:-1])
+    )
     started = time.perf_counter()
     task = asyncio.create_task(services.memory.recall_for_call(principal.tenant_id, user, query))
     done, _ = await asyncio.wait({task}, timeout=config.recall_timeout)
@@ -155,9 +173,9 @@ async def _remember(
     """
     degraded: list[str] = []
     recalled = 0
-    text = query_text(view).replace("\x00", "")[:MAX_QUERY_CHARS] if identity.recall else ""
-    if text.strip():
-        found = await _recall_within_budget(services, principal, identity.user, text, degraded)
+    turns = query_turns(view) if identity.recall else []
+    if turns and turns[-1].strip():
+        found = await _recall_within_budget(services, principal, identity.user, turns, degraded)
         if found is not None and (found.facts or found.profile):
             try:
                 block, count = services.block.build(found.facts or [], found.profile)

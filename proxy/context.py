@@ -18,13 +18,17 @@ from memory.facts import NO_NUL
 from memory.routes.context import AnyRequest, status_headers, tenant
 from memory.routes.facts import UserId
 from proxy import services as services_
-from proxy.chat import MAX_QUERY_CHARS, RECALL_TEMPORAL
+from proxy.chat import CONTEXT_TURNS, MAX_QUERY_CHARS, RECALL_TEMPORAL
 
 
 class ContextRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     user_id: UserId
     query: Annotated[str, msgspec.Meta(max_length=200_000)]
-    """The latest user message; its first characters are searched, as the proxy does."""
+    """The latest user message; its last characters are searched, as the proxy does."""
+    context: Annotated[list[Annotated[str, msgspec.Meta(max_length=200_000)]], msgspec.Meta(max_length=8)] = (
+        msgspec.field(default_factory=list)
+    )
+    """Earlier user messages, oldest first: a short or referring query is searched with the last two."""
     session_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NO_NUL)] | None = None
 
 
@@ -43,12 +47,15 @@ async def memory_context(request: AnyRequest) -> Response[ContextResponse]:
     """The memory block the proxy would add for this user and message."""
     body = decode(_decoder, await request.body())
     services = services_.from_scope(request.scope)
-    text = body.query.replace("\x00", "")[:MAX_QUERY_CHARS]
+    text = body.query.replace("\x00", "")[-MAX_QUERY_CHARS:]
+    earlier = tuple(turn.replace("\x00", "")[-MAX_QUERY_CHARS:] for turn in body.context[-CONTEXT_TURNS:])
     block: str | None = None
     count = 0
     degraded: list[str] = []
     if text.strip():
-        query = recall.Query(text=text, limit=services.config.memory.recall_limit, temporal=RECALL_TEMPORAL)
+        query = recall.Query(
+            text=text, limit=services.config.memory.recall_limit, temporal=RECALL_TEMPORAL, context=earlier
+        )
         found = await services.memory.recall_for_call(tenant(request), users.storable(body.user_id), query)
         degraded = found.degraded
         if found.facts or found.profile:

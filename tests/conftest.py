@@ -110,6 +110,7 @@ class SharedEmbedder:
         self.dim = inner.dim
         self.embed = inner.embed
         self.embed_query = inner.embed_query
+        self.embed_queries = inner.embed_queries
 
     async def close(self) -> None:
         return None

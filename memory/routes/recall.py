@@ -21,6 +21,11 @@ class RecallRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     categories: list[Category] | None = None
     temporal: list[TemporalStatus | Literal["all"]] = msgspec.field(default_factory=lambda: ["current"])
     min_score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
+    context: Annotated[list[Annotated[str, msgspec.Meta(max_length=8000)]], msgspec.Meta(max_length=8)] = (
+        msgspec.field(default_factory=list)
+    )
+    """Earlier user messages of the conversation, oldest first: a short or referring query ("and hers?")
+    is searched with the last two."""
 
 
 class RecallResponse(msgspec.Struct):
@@ -32,7 +37,7 @@ _decoder = msgspec.json.Decoder(RecallRequest)
 
 @post("/v1/recall", status_code=200, opt={"body": RecallRequest})
 async def recall_facts(request: AnyRequest) -> Response[RecallResponse]:
-    """Hybrid recall (meaning and wording, fused by rank); current facts unless ``temporal`` says else."""
+    """The user's facts for the query's parts, ranked and fused; current ones unless ``temporal`` asks."""
     body = decode(_decoder, await request.body())
     temporal: tuple[TemporalStatus, ...] = (
         TEMPORAL_STATUSES if "all" in body.temporal else tuple(t for t in body.temporal if t != "all")
@@ -43,6 +48,7 @@ async def recall_facts(request: AnyRequest) -> Response[RecallResponse]:
         categories=body.categories,
         temporal=temporal or ("current",),
         min_score=body.min_score,
+        context=tuple(body.context[-2:]),
     )
     found = await memory(request).recall_for_call(tenant(request), body.user_id, query, profile=False)
     if found.facts is None:

@@ -21,6 +21,7 @@ from proxy.memory_block import OPEN
 from tests.conftest import ProxyFactory, fetch_sync
 from tests.proxy.test_auth import ADMIN, new_key
 from tests.support.anthropic_fake import REPLY as ANTHROPIC_REPLY
+from tests.support.life import LIFE
 from tests.support.servers import ServerThread
 from tests.support.upstream import FakeUpstream
 
@@ -352,3 +353,25 @@ def test_a_user_id_too_long_to_store_is_named_as_the_proxy_names_it(
     [name] = [r["external_id"] for r in fetch_sync(pg_dsn, "SELECT external_id FROM users")]
     assert name == users.storable("u" * 300)
     assert len(name) == 256
+
+
+def test_a_wrapped_follow_up_is_recalled_with_the_turn_it_refers_to(
+    memoire: Memoire, fake: FakeUpstream, upstream_url: str
+) -> None:
+    for start in range(0, len(LIFE), 20):
+        memoire.facts.create("zoe", [{"text": text} for text in LIFE[start : start + 20]])
+    client = memoire.wrap(openai.OpenAI(base_url=upstream_url, api_key="sk-app", max_retries=0))
+    friend, mother = '"Best friend is Joana, a pharmacist"', '"Mother is a retired teacher"'
+    conversation = [
+        {"role": "user", "content": "My best friend Joana is coming over tonight"},
+        {"role": "assistant", "content": "Have a lovely evening!"},
+        {"role": "user", "content": "What does she do?"},
+    ]
+    client.chat.completions.create(model="fake-chat", messages=conversation, user="zoe")
+    system = sent_system(fake)
+    assert system.index(friend) < system.index(mother)
+    # The explicit call takes the same context.
+    block = memoire.context("zoe", "What does she do?", context=[conversation[0]["content"]])["block"]
+    assert block.index(friend) < block.index(mother)
+    alone = memoire.context("zoe", "What does she do?")["block"]
+    assert alone.index(mother) < alone.index(friend)

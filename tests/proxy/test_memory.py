@@ -16,6 +16,7 @@ import tiktoken
 from memoire.errors import EmbedderUnavailable
 from proxy.memory_block import CLOSE, OPEN
 from tests.conftest import ProxyFactory, fetch_sync, make_config
+from tests.support.life import LIFE
 from tests.support.llm import FakeLLM
 from tests.support.servers import ServerThread
 from tests.support.services import StoppablePostgres
@@ -141,17 +142,11 @@ def test_the_block_joins_an_existing_system_prompt_and_leaves_the_rest_byte_for_
     assert "Allergic to peanuts" in block_of(developer)
 
 
-def test_nothing_relevant_means_no_block_and_an_untouched_body(
-    client: httpx.Client, fake: FakeUpstream
-) -> None:
-    remember(client, "cat", {"text": "Has a dog named Rex", "slot": "pets", "value": "dog Rex"})
-    body = json.dumps(ask("cat", "Write a haiku about the sea"), separators=(",", ":")).encode()
+def test_no_memory_means_no_block_and_an_untouched_body(client: httpx.Client, fake: FakeUpstream) -> None:
+    body = json.dumps(ask("nobody", "Write a haiku about my dog"), separators=(",", ":")).encode()
     response = chat(client, body)
     assert fake.requests[-1].body == body
     assert response.headers["x-memoire-recalled"] == "0"
-    # An unknown user, too.
-    chat(client, body.replace(b'"cat"', b'"nobody"'))
-    assert fake.requests[-1].body == body.replace(b'"cat"', b'"nobody"')
 
 
 def test_recalled_text_is_quoted_as_data(client: httpx.Client, fake: FakeUpstream) -> None:
@@ -328,7 +323,8 @@ def test_a_hung_database_costs_a_call_no_more_than_the_recall_budget(
             remember(http, "hung", {"text": "Lives in Oslo"}, {"text": "Is called Hana"})
             fetch_sync(postgres.dsn, "UPDATE memory_facts SET essential = true WHERE text = 'Is called Hana'")
             warm = http.post("/v1/chat/completions", json=ask("hung", "hi"))  # reads the profile
-            assert (warm.headers["x-memoire-status"], warm.headers["x-memoire-recalled"]) == ("ok", "1")
+            # A small memory is offered whole: the profile and the other fact.
+            assert (warm.headers["x-memoire-status"], warm.headers["x-memoire-recalled"]) == ("ok", "2")
             frozen = postgres.freeze()
             try:
                 started = time.monotonic()
@@ -374,3 +370,22 @@ async def test_unencodable_system_content_and_huge_names_degrade_nothing_but_mem
     names = [r["external_id"] for r in await eventually(stored)]
     assert all(len(name) == 256 for name in names)
     assert names[0] != names[1]
+
+
+def test_a_follow_up_is_recalled_with_the_turn_it_refers_to(client: httpx.Client, fake: FakeUpstream) -> None:
+    for start in range(0, len(LIFE), 20):
+        remember(client, "zoe", *({"text": text} for text in LIFE[start : start + 20]))
+    friend, mother = '"Best friend is Joana, a pharmacist"', '"Mother is a retired teacher"'
+
+    chat(client, ask("zoe", "What does she do?"))
+    alone = block_of(sent_upstream(fake)["messages"][0])
+    assert alone.index(mother) < alone.index(friend)  # "she" alone: the mother matches best
+
+    conversation = [
+        {"role": "user", "content": "My best friend Joana is coming over tonight"},
+        {"role": "assistant", "content": "Have a lovely evening!"},
+        {"role": "user", "content": "What does she do?"},
+    ]
+    chat(client, {"model": "fake-chat", "user": "zoe", "messages": conversation})
+    followed = block_of(sent_upstream(fake)["messages"][0])
+    assert followed.index(friend) < followed.index(mother)
