@@ -42,6 +42,8 @@ from memory.facts import COLUMNS, EFFECTIVE_TEMPORAL, Fact, TemporalStatus, from
 
 #: Reciprocal-rank fusion's k: how fast the weight of lower ranks falls.
 RRF_K = 60
+#: Facts of a very large memory (the approximate path) over which a part's similarity spread is taken.
+SPREAD_SAMPLE = 256
 #: Candidates each part offers, per fact asked for; the lexical source offers half as many (each costs a
 #: trigram comparison).
 CANDIDATES_PER_RESULT = 4
@@ -135,9 +137,9 @@ JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id
 HNSW_INDEXED = {"all-MiniLM-L6-v2": 384}
 
 # The approximate path, for users with very many facts: each part's nearest neighbours from the HNSW index
-# (with an iterative scan, so that the user, category and temporal filters still fill the list). Their
-# distribution over all the user's facts is not known, so the rank limit is the cut. The model is a
-# literal: the partial index must be provable.
+# (with an iterative scan, so that the user, category and temporal filters still fill the list), and each
+# part's similarity distribution over a sample of the user's facts, for the same relative cut as the exact
+# path. The model is a literal: the partial index must be provable.
 _APPROXIMATE = f"""
 WITH parts AS (
     SELECT p.v::vector(384) AS v, p.n::int AS n FROM unnest($5::vector[]) WITH ORDINALITY AS p(v, n)
@@ -148,10 +150,20 @@ WITH parts AS (
         WHERE {_USER_FACTS} AND f.embedding_model = 'all-MiniLM-L6-v2'
         ORDER BY f.embedding::vector(384) <=> p.v LIMIT $6
     ) AS c
+), sample AS MATERIALIZED (
+    SELECT f.embedding::vector(384) AS e FROM memory_facts f
+    WHERE {_USER_FACTS} AND f.embedding_model = 'all-MiniLM-L6-v2' LIMIT {SPREAD_SAMPLE}
+), spread AS (
+    SELECT p.n, avg(1 - (s.e <=> p.v))::float8 AS mean,
+           coalesce(stddev_pop(1 - (s.e <=> p.v)), 0)::float8 AS sd, count(*) AS total
+    FROM parts p CROSS JOIN sample s GROUP BY p.n
 ), top AS (
-    SELECT id, array_agg(n ORDER BY n) AS parts, array_agg(sim ORDER BY n) AS sims FROM near GROUP BY id
+    SELECT id, array_agg(near.n ORDER BY near.n) AS parts, array_agg(sim ORDER BY near.n) AS sims,
+           array_agg(mean ORDER BY near.n) AS means, array_agg(sd ORDER BY near.n) AS sds,
+           max(total) AS total
+    FROM near JOIN spread USING (n) GROUP BY id
 ), {_lexical("$7", "$6 / 2", "$8")}
-SELECT {COLUMNS}, t.parts, t.sims, w.lex
+SELECT {COLUMNS}, t.parts, t.sims, t.means, t.sds, t.total, w.lex
 FROM top t FULL JOIN wording w ON w.id = t.id
 JOIN memory_facts f ON f.tenant_id = $1 AND f.id = coalesce(t.id, w.id)
 JOIN users u ON u.tenant_id = f.tenant_id AND u.id = f.user_id
@@ -194,8 +206,8 @@ async def recall(
     """The user's facts relevant to ``query``, best first. With an empty query: the most important ones.
 
     ``parts`` are the query's embedded parts and their weights (:mod:`memory.query_plan`); without any,
-    recall goes by ``wording`` (the query's focus) alone. ``approximate`` takes the HNSW path (see
-    :func:`use_hnsw`).
+    recall goes by ``wording`` (the query's focus) alone. ``approximate`` takes the HNSW path (a user with
+    more than ``memory.hnsw_threshold`` facts: :meth:`memory.service.Memory._is_large`).
     """
     categories = list(query.categories) if query.categories else None
     temporal = list(query.temporal)
@@ -227,7 +239,7 @@ async def recall(
                 focus,
                 relevance.min_lexical,
             )
-        return _ranked(query, _fuse_approximate(rows, weights))
+        return _ranked(query, _fuse_approximate(rows, weights, relevance))
     rows = await conn.fetch(
         _EXACT,
         tenant_id,
@@ -254,9 +266,14 @@ def _lexical_places(rows: Sequence[Any]) -> dict[uuid.UUID, int]:
     return {row["id"]: place for place, row in enumerate(ranked, start=1)}
 
 
-def _fuse(rows: Sequence[Any], weights: Sequence[float], relevance: Relevance) -> list[tuple[Any, float]]:
+def _fuse(
+    rows: Sequence[Any],
+    weights: Sequence[float],
+    relevance: Relevance,
+    places: dict[tuple[uuid.UUID, int], int] | None = None,
+) -> list[tuple[Any, float]]:
     """Each row with its fused score: the weighted reciprocal ranks of the parts it is relevant to, and of
-    its lexical rank."""
+    its lexical rank. ``places``: each (fact, part)'s rank, where the rows do not carry it."""
     lexical = _lexical_places(rows)
     best = (sum(weights) + WEIGHT_LEXICAL) / (RRF_K + 1)
     fused: list[tuple[Any, float]] = []
@@ -264,8 +281,9 @@ def _fuse(rows: Sequence[Any], weights: Sequence[float], relevance: Relevance) -
         total = WEIGHT_LEXICAL / (RRF_K + lexical[row["id"]]) if row["id"] in lexical else 0.0
         if row["parts"] is not None:
             small = row["total"] <= relevance.small_memory
+            ranks = row["places"] if places is None else [places[(row["id"], n)] for n in row["parts"]]
             for n, sim, place, mean, sd in zip(
-                row["parts"], row["sims"], row["places"], row["means"], row["sds"], strict=True
+                row["parts"], row["sims"], ranks, row["means"], row["sds"], strict=True
             ):
                 if place == 1 or (sd > 0 and (sim - mean) / sd >= relevance.z):
                     total += weights[n - 1] / (RRF_K + place)
@@ -276,24 +294,20 @@ def _fuse(rows: Sequence[Any], weights: Sequence[float], relevance: Relevance) -
     return fused
 
 
-def _fuse_approximate(rows: Sequence[Any], weights: Sequence[float]) -> list[tuple[Any, float]]:
-    """As :func:`_fuse`, ranking each part's neighbours here (the index returned them nearest first)."""
+def _fuse_approximate(
+    rows: Sequence[Any], weights: Sequence[float], relevance: Relevance
+) -> list[tuple[Any, float]]:
+    """As :func:`_fuse`, ranking each part's neighbours here (the index returned them nearest first); the
+    spread is taken over a sample of the user's facts."""
     places: dict[tuple[uuid.UUID, int], int] = {}
     for n in range(1, len(weights) + 1):
         ranked = sorted(
             (r for r in rows if r["parts"] is not None and n in r["parts"]),
-            key=lambda r: -r["sims"][r["parts"].index(n)],
+            key=lambda r: (-r["sims"][r["parts"].index(n)], r["id"]),
         )
         for place, row in enumerate(ranked, start=1):
             places[(row["id"], n)] = place
-    lexical = _lexical_places(rows)
-    best = (sum(weights) + WEIGHT_LEXICAL) / (RRF_K + 1)
-    fused: list[tuple[Any, float]] = []
-    for row in rows:
-        total = WEIGHT_LEXICAL / (RRF_K + lexical[row["id"]]) if row["id"] in lexical else 0.0
-        total += sum(weights[n - 1] / (RRF_K + places[(row["id"], n)]) for n in row["parts"] or ())
-        fused.append((row, total / best))
-    return fused
+    return _fuse(rows, weights, relevance, places)
 
 
 def _ranked(query: Query, scored: Sequence[tuple[Any, float]]) -> list[Fact]:

@@ -81,6 +81,15 @@ async def test_query_embeddings_come_from_the_cache_the_second_time(embedder: Lo
     assert ticks > 1
 
 
+async def test_a_querys_parts_are_embedded_in_one_call_and_cached_each(embedder: LocalEmbedder) -> None:
+    known = await embedder.embed_query("where do I live now? parts test")
+    both = await embedder.embed_queries(["where do I live now? parts test", "which languages? parts test"])
+    assert both[0] is known  # from the cache; only the other text was computed
+    assert await embedder.embed_query("which languages? parts test") is both[1]
+    assert np.allclose(both[1], (await embedder.embed(["which languages? parts test"]))[0], atol=0.05)
+    assert await embedder.embed_queries([]) == []
+
+
 async def test_the_remote_backend_sorts_normalises_and_fails_clearly(llm_url: str) -> None:
     remote = RemoteEmbedder(llm_url, "fake-embed", api_key="sk-e", dimensions=None, timeout=5, cache=10)
     try:

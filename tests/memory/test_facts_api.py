@@ -272,6 +272,9 @@ def test_the_hnsw_path_for_large_users_finds_what_the_exact_sort_finds(
             # Approximate search: the best fact is the same, and at most one of the rest may differ.
             assert got[0] == want[0], query
             assert len(set(got) & set(want)) >= len(want) - 1, query
+        # Each part of a two-question message is searched in the index.
+        both = texts(approximate.recall("big", "What is my job, and which foods must I avoid?", limit=3))
+        assert {"Works as a nurse", "Allergic to peanuts"} <= set(both)
     finally:
         exact.client.close()
         approximate.client.close()
