@@ -180,6 +180,8 @@ async def test_a_care_page_that_fails_for_good_is_recorded_and_the_run_goes_on(
     retried = _jobs(pg_dsn, redis_url, "retry", str(failed["id"]))
     assert retried.returncode == 0, retried.stderr
     replay = await run_burst(cfg, pg_dsn, embedder)
-    assert (replay.jobs_complete, replay.jobs_failed) == (2, 0)  # the page (no next page), and the cron
+    # The page, and the requeue cron: at startup, and once more if the burst spans its :00 or :30 tick.
+    assert replay.jobs_failed == 0
+    assert replay.jobs_complete in (2, 3)
     charged = await db.fetch("SELECT decay_days FROM memory_facts")
     assert [r["decay_days"] for r in charged] == [370] * 6
