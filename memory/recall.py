@@ -105,28 +105,41 @@ def _lexical(focus: str, limit: str, floor: str) -> str:
 )"""
 
 
-# Every part's similarity to every fact of the user, each part's ranking and its distribution; the facts
-# some part ranks high, and the lexical candidates beside them.
+# One pass over the user's facts scores each against every part and against the query's wording, so that
+# the heap is read once and the pool holds no embeddings; then each part's ranking and distribution, the
+# facts some part ranks high, and the lexical candidates beside them.
 _EXACT = f"""
 WITH parts AS (
     SELECT p.v, p.n::int AS n FROM unnest($5::vector[]) WITH ORDINALITY AS p(v, n)
-), scored AS MATERIALIZED (
-    SELECT f.id, p.n, (1 - (f.embedding <=> p.v))::float8 AS sim
-    FROM memory_facts f CROSS JOIN parts p
-    WHERE {_USER_FACTS} AND f.embedding_model = $6 AND f.embedding_dim = vector_dims(p.v)
+), wanted AS (
+    SELECT {_ANY_TERM.format(focus="$8")} AS terms
+), pool AS MATERIALIZED (
+    SELECT f.id, f.text,
+           CASE WHEN f.embedding_model = $6 AND f.embedding_dim = $10 THEN
+                ARRAY(SELECT (1 - (f.embedding <=> p.v))::float8 FROM parts p ORDER BY p.n) END AS sims,
+           CASE WHEN f.search_terms @@ wanted.terms THEN ts_rank_cd(f.search_terms, wanted.terms) END AS rank
+    FROM memory_facts f, wanted
+    WHERE {_USER_FACTS}
 ), ranked AS (
-    SELECT id, n, sim,
+    SELECT id, n::int AS n, sim,
            row_number() OVER (PARTITION BY n ORDER BY sim DESC, id) AS place,
            avg(sim) OVER (PARTITION BY n) AS mean,
            coalesce(stddev_pop(sim) OVER (PARTITION BY n), 0) AS sd,
            count(*) OVER (PARTITION BY n) AS total
-    FROM scored
+    FROM pool, unnest(pool.sims) WITH ORDINALITY AS s(sim, n)
 ), top AS (
     SELECT id, array_agg(n ORDER BY n) AS parts, array_agg(sim ORDER BY n) AS sims,
            array_agg(place ORDER BY n) AS places, array_agg(mean ORDER BY n) AS means,
            array_agg(sd ORDER BY n) AS sds, max(total) AS total
     FROM ranked WHERE place <= $7 GROUP BY id
-), {_lexical("$8", "$7 / 2", "$9")}
+), matching AS (
+    SELECT id, text FROM pool WHERE rank IS NOT NULL ORDER BY rank DESC, id LIMIT $7 / 2
+), wording AS (
+    SELECT id, lex FROM (
+        SELECT id, greatest(word_similarity($8, text), word_similarity(text, $8))::float8 AS lex
+        FROM matching
+    ) AS m WHERE lex >= $9
+)
 SELECT {COLUMNS}, t.parts, t.sims, t.places, t.means, t.sds, t.total, w.lex
 FROM top t FULL JOIN wording w ON w.id = t.id
 JOIN memory_facts f ON f.tenant_id = $1 AND f.id = coalesce(t.id, w.id)
@@ -224,7 +237,8 @@ async def recall(
         return _ranked(query, [(row, float(row["rank"]) / top) for row in rows])
     candidates = query.limit * CANDIDATES_PER_RESULT
     dims = {int(vector.shape[0]) for vector, _ in parts}
-    if approximate and len(dims) == 1 and HNSW_INDEXED.get(model) == dims.pop():
+    dim = dims.pop() if len(dims) == 1 else -1  # the parts come from one model: one dimension
+    if approximate and HNSW_INDEXED.get(model) == dim:
         async with conn.transaction():
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             await conn.execute("SET LOCAL hnsw.ef_search = 100")
@@ -251,6 +265,7 @@ async def recall(
         candidates,
         focus,
         relevance.min_lexical,
+        dim,
     )
     return _ranked(query, _fuse(rows, weights, relevance))
 
