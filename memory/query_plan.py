@@ -50,8 +50,6 @@ WEIGHT_CONTEXT = 0.4
 WEIGHT_OLDER_CONTEXT = 0.2
 #: What a part that is neither a question nor a request counts.
 WEIGHT_STATEMENT = 0.5
-#: What the whole focus counts beside its parts: it blurs them, so each part's best comes first.
-WEIGHT_WHOLE = 1.0
 
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 # ", and where …", ", how …", "; also what …", " and which …": a clause that asks something new.
@@ -133,10 +131,8 @@ def plan(latest: str, context: Sequence[str] = ()) -> list[Part]:
     focus = _tail(latest, FOCUS_WORDS)
     pieces = _parts(focus)
     out = []
-    if len(pieces) <= 1:
+    if len(pieces) <= 1 or len(words(focus)) <= WHOLE_WORDS:
         out.append(Part(focus, 1.0))
-    elif len(words(focus)) <= WHOLE_WORDS:
-        out.append(Part(focus, WEIGHT_WHOLE))
     if len(pieces) > 1:
         asking = [p for p in pieces if asks(p)]
         # Beside a question, a statement is context the whole focus already carries (or chatter): searching

@@ -75,12 +75,6 @@ def query_turns(view: ChatView) -> list[str]:
     return turns[::-1]
 
 
-def query_text(view: ChatView) -> str:
-    """The text of the latest user message."""
-    turns = query_turns(view)
-    return turns[-1] if turns else ""
-
-
 class _Identity(msgspec.Struct):
     user: str
     session: str | None

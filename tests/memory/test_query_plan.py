@@ -23,7 +23,7 @@ def test_two_questions_in_one_message_are_searched_apart_and_whole() -> None:
         "Where do I live now",
         "which languages am I learning?",
     ]
-    assert [part.weight for part in parts] == [query_plan.WEIGHT_WHOLE, 1.0, 1.0]
+    assert [part.weight for part in parts] == [1.0, 1.0, 1.0]
     # "and" inside one question does not split it.
     assert texts(plan("Do I like cats and dogs?")) == ["Do I like cats and dogs?"]
 
