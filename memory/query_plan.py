@@ -122,6 +122,15 @@ def refers_back(text: str) -> bool:
     return count <= SHORT_WORDS or (count <= REFERRING_WORDS and _REFERS.search(text) is not None)
 
 
+def wording(latest: str) -> str:
+    """What the lexical source matches for ``latest``: the questions and requests of its focus, or the
+    whole focus when it asks nothing. Chit-chat beside a question names people and places the user is not
+    asking about; matched, it ranks their facts and costs a trigram comparison per matching fact."""
+    focus = _tail(" ".join(latest.split()), FOCUS_WORDS)
+    asking = [p for p in _parts(focus) if asks(p)]
+    return " ".join(asking) if asking else focus
+
+
 def plan(latest: str, context: Sequence[str] = ()) -> list[Part]:
     """What to embed for ``latest`` (the user's message) given ``context`` (earlier user turns, oldest
     first), each with its weight; empty for a message with no words."""

@@ -179,6 +179,7 @@ class Memory:
             parts=[(v, p.weight) for v, p in zip(vectors, planned, strict=True)],
             model=self.embedder.model,
             relevance=self.relevance,
+            wording=query_plan.wording(query.text),
         )
         single = [slot.name for slot in slots.VOCABULARY if slot.cardinality == "single"]
         slotted, _ = await browse.list_facts(
@@ -230,7 +231,7 @@ class Memory:
                     parts=parts,
                     model=model,
                     relevance=self.relevance,
-                    wording=planned[0].text if planned else None,
+                    wording=query_plan.wording(query.text) if planned else None,
                     approximate=large,
                 )
                 essential = await self._profile(conn, tenant_id, user_id) if profile else []

@@ -132,7 +132,8 @@ def report(
         "",
         f"Unanswerable ({none.questions}): {none.any_fact:.1f} % got a fact within the proxy's {INJECTED}, "
         f"{none.mean_facts:.2f} facts on average; mean top score {none.mean_top_score:.3f} "
-        f"(answerable: {none.answerable_top_score:.3f}).",
+        f"(answerable: {none.answerable_top_score:.3f}); top score AUC, answerable against unanswerable, "
+        f"{none.separability:.3f}.",
         "",
         f"Latency, client end to end: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms. "
         f"Server (Server-Timing embed + db): p50 {server['p50']} ms, p95 {server['p95']} ms, "

@@ -78,6 +78,9 @@ class Unanswerable:
     """The best returned fact's score, on average (0 for none): low means "low-ranked"."""
     answerable_top_score: float
     """The same for answerable questions, to compare with."""
+    separability: float
+    """The chance that an answerable question's top score beats an unanswerable one's (ROC AUC): 0.5 means
+    no ``min_score`` can cut the unanswerable ones without cutting as many answerable ones."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -86,6 +89,7 @@ class Unanswerable:
             "mean facts injected": round(self.mean_facts, 2),
             "mean top score": round(self.mean_top_score, 4),
             "answerable mean top score": round(self.answerable_top_score, 4),
+            "top score AUC": round(self.separability, 4),
         }
 
 
@@ -94,17 +98,40 @@ def unanswerable(answers: Sequence[Answer], injected: int) -> Unanswerable:
     some = [a for a in answers if a.gold]
 
     def top(items: Sequence[Answer]) -> float:
-        return sum(a.scores[0] if a.scores else 0.0 for a in items) / len(items) if items else math.nan
+        return sum(_top(a) for a in items) / len(items) if items else math.nan
 
     if not none:
-        return Unanswerable(0, math.nan, math.nan, math.nan, top(some))
+        return Unanswerable(0, math.nan, math.nan, math.nan, top(some), math.nan)
     return Unanswerable(
         len(none),
         100.0 * sum(1 for a in none if a.ranked[:injected]) / len(none),
         sum(len(a.ranked[:injected]) for a in none) / len(none),
         top(none),
         top(some),
+        auc([_top(a) for a in some], [_top(a) for a in none]),
     )
+
+
+def _top(answer: Answer) -> float:
+    return answer.scores[0] if answer.scores else 0.0
+
+
+def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """ROC AUC: the chance that a positive outranks a negative, ties counting half (Mann-Whitney U)."""
+    if not positive or not negative:
+        return math.nan
+    ordered = sorted([(v, 1) for v in positive] + [(v, 0) for v in negative])
+    rank_sum = 0.0
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j < len(ordered) and ordered[j][0] == ordered[i][0]:
+            j += 1
+        mid = (i + j + 1) / 2  # the mean of ranks i+1 .. j
+        rank_sum += mid * sum(1 for _, label in ordered[i:j] if label)
+        i = j
+    n, m = len(positive), len(negative)
+    return (rank_sum - n * (n + 1) / 2) / (n * m)
 
 
 def server_timing(header: str) -> dict[str, float]:

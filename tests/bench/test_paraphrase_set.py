@@ -45,3 +45,18 @@ def test_scores_count_each_gold_fact_and_empty_answers() -> None:
     assert score.mrr == 0.5
     assert score.empty == 50.0
     assert metrics.score([answer("unanswerable", (), ["a"])]).questions == 0
+
+
+def test_separability_is_the_chance_an_answerable_top_score_beats_an_unanswerable_one() -> None:
+    assert metrics.auc([0.9, 0.8], [0.1, 0.2]) == 1.0
+    assert metrics.auc([0.1], [0.9]) == 0.0
+    assert metrics.auc([0.5, 0.5], [0.5]) == 0.5  # ties count half
+    assert metrics.auc([0.3, 0.7], [0.5]) == 0.5
+    scored = [
+        metrics.Answer("u", 0, "paraphrase", ("a",), ["a"], [0.9], 0.01, {}),
+        metrics.Answer("u", 1, "unanswerable", (), ["a"], [0.4], 0.01, {}),
+        metrics.Answer("u", 2, "unanswerable", (), [], [], 0.01, {}),
+    ]
+    none = metrics.unanswerable(scored, 12)
+    assert none.separability == 1.0
+    assert none.any_fact == 50.0

@@ -71,3 +71,15 @@ def test_a_message_that_stands_alone_ignores_the_conversation() -> None:
     assert texts(plan(message, context)) == [message]
     assert texts(plan("When was it?", [])) == ["When was it?"]
     assert texts(plan("When was it?", ["  ", ""])) == ["When was it?"]
+
+
+def test_the_wording_is_what_the_message_asks_not_its_chatter() -> None:
+    chatter = "My flatmate Sami moved to Bergen last month. What's my sister's name?"
+    assert query_plan.wording(chatter) == "What's my sister's name?"
+    both = "Which race am I training for, and what do I put in my coffee?"
+    assert query_plan.wording(both) == "Which race am I training for what do I put in my coffee?"
+    # A message that asks nothing, or too short to split, is matched whole.
+    assert query_plan.wording("I moved to Porto. My sister stayed in Lyon.") == (
+        "I moved to Porto. My sister stayed in Lyon."
+    )
+    assert query_plan.wording("  Caroline  ") == "Caroline"
