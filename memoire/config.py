@@ -184,7 +184,12 @@ class MemoryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     recall_limit: int = 12
     """Most facts the proxy recalls for one call."""
     block_tokens: int = 400
-    """Token budget of the memory block added to the system prompt (tiktoken cl100k_base)."""
+    """Token budget of the memory block added to the prompt (tiktoken cl100k_base)."""
+    placement: Literal["latest_turn", "system"] = "latest_turn"
+    """Where the memory block goes. ``latest_turn``: a message of its own just before the latest user
+    message, so that the conversation before it stays a cached prompt prefix when recall changes.
+    ``system``: joined to the first system message (for servers that refuse a system message after the
+    first turn; every change of recall then invalidates the provider's cache of the whole conversation)."""
     relevance_z: float = 0.75
     """How far above the user's own facts a fact must stand to be recalled for a query part: standard
     deviations of similarity above the mean over all the user's facts. A part's best fact always counts."""

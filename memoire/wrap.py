@@ -3,8 +3,8 @@
 Each ``chat.completions.create`` (OpenAI) or ``messages.create`` (Anthropic), sync or async, streamed or not:
 
 1. asks Mémoire for the memory block of the latest user message, within ``recall_timeout`` (150 ms);
-2. adds it to the prompt by the proxy's rule (the first system/developer message, else a new one; for
-   Anthropic, the ``system`` parameter);
+2. adds it to the prompt by the proxy's default rule (a system message of its own just before the latest
+   user message; for Anthropic, the ``system`` parameter);
 3. calls the provider directly, with the app's own key;
 4. queues the exchange (the new messages and the reply, also when streamed) for ingestion in the
    background.

@@ -174,7 +174,7 @@ async def _remember(
             try:
                 block, count = services.block.build(found.facts or [], found.profile)
                 if block is not None:
-                    body, recalled = inject(body, block), count
+                    body, recalled = inject(body, block, services.config.memory.placement), count
             except Exception:  # e.g. a system message msgspec cannot re-encode: forward it as it came
                 log.exception("memory block not injected; the call goes on without memory")
                 degraded.append("inject-error")

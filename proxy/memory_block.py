@@ -5,16 +5,25 @@ Each fact is a JSON string (quotes, newlines and angle brackets escaped), so tex
 neither close the block nor read as an instruction. Facts are taken best first until the token budget
 (tiktoken, cl100k_base) is spent, then grouped: current, recurring, planned, then past, each with its dates.
 
-Injection edits only ``messages``: the block is appended to the first message when it is a system or
-developer message (as text, or as one more text part), else it becomes a new first system message. Every
-other field of the body, and every other message, is forwarded byte for byte.
+Injection edits only ``messages``, by ``memory.placement``:
+
+* ``latest_turn`` (the default): the block is a system message of its own just before the latest user
+  message. Providers cache the longest unchanged prefix of a prompt (OpenAI automatically, Anthropic at its
+  breakpoints), and everything before the block is the conversation as the client sent it, so a change of
+  recall costs the cache only the latest turn.
+* ``system``: the block is appended to the first message when it is a system or developer message (as
+  text, or as one more text part), else it becomes a new first system message. For servers whose chat
+  template refuses a system message after the first turn; every change of recall then invalidates the
+  cached conversation behind it.
+
+Every other field of the body, and every other message, is forwarded byte for byte.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import tiktoken
@@ -120,10 +129,22 @@ class BlockBuilder:
         return "\n".join(parts), count
 
 
-def add_to_messages(messages: Sequence[Any], block: str) -> list[Any]:
+Placement = Literal["latest_turn", "system"]
+
+
+def _latest_user(roles: Sequence[object]) -> int | None:
+    return next((i for i in range(len(roles) - 1, -1, -1) if roles[i] == "user"), None)
+
+
+def add_to_messages(messages: Sequence[Any], block: str, placement: Placement = "latest_turn") -> list[Any]:
     """A copy of ``messages`` with ``block`` added by the same rule as :func:`inject` (for clients that hold
     their messages as objects: the SDK)."""
     out = list(messages)
+    if placement == "latest_turn":
+        at = _latest_user([m.get("role") if isinstance(m, dict) else None for m in out])
+        if at is not None:
+            out.insert(at, {"role": "system", "content": block})
+            return out
     first = out[0] if out else None
     if isinstance(first, dict) and first.get("role") in ("system", "developer"):
         content = first.get("content")
@@ -136,28 +157,44 @@ def add_to_messages(messages: Sequence[Any], block: str) -> list[Any]:
     return [{"role": "system", "content": block}, *out]
 
 
+class _Role(msgspec.Struct):
+    role: Any = None
+
+
 _raw_dict = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+_role = msgspec.json.Decoder(_Role)
 
 
-def inject(body: bytes, block: str) -> bytes:
-    """``body`` with ``block`` added to its system prompt; everything else as it came.
+def inject(body: bytes, block: str, placement: Placement = "latest_turn") -> bytes:
+    """``body`` with ``block`` placed by ``placement``; everything else as it came.
 
-    The body is decoded once, to raw top-level values; only ``messages`` is split into raw messages, and
-    only its first message is decoded, when it is the system prompt the block joins.
+    The body is decoded once, to raw top-level values; only ``messages`` is split into raw messages. For
+    ``latest_turn`` only their roles are read, from the end; for ``system`` only the first message is
+    decoded, when it is the system prompt the block joins.
     """
     top = _raw_dict.decode(body)
     messages: list[Any] = list(_raw_list.decode(top["messages"]))
-    first: Any = msgspec.json.decode(messages[0]) if messages else None
-    joins = isinstance(first, dict) and first.get("role") in ("system", "developer")
-    content = first.get("content") if joins else None
-    if joins and isinstance(content, list):
-        first["content"] = [*content, {"type": "text", "text": block}]
-        messages[0] = msgspec.Raw(msgspec.json.encode(first))
-    elif joins and isinstance(content, str | None):
-        first["content"] = f"{content}\n\n{block}" if content else block
-        messages[0] = msgspec.Raw(msgspec.json.encode(first))
+    own = msgspec.Raw(msgspec.json.encode({"role": "system", "content": block}))
+    at = None
+    if placement == "latest_turn":
+        for i in range(len(messages) - 1, -1, -1):
+            if _role.decode(messages[i]).role == "user":
+                at = i
+                break
+    if at is not None:
+        messages.insert(at, own)
     else:
-        messages.insert(0, msgspec.Raw(msgspec.json.encode({"role": "system", "content": block})))
+        first: Any = msgspec.json.decode(messages[0]) if messages else None
+        joins = isinstance(first, dict) and first.get("role") in ("system", "developer")
+        content = first.get("content") if joins else None
+        if joins and isinstance(content, list):
+            first["content"] = [*content, {"type": "text", "text": block}]
+            messages[0] = msgspec.Raw(msgspec.json.encode(first))
+        elif joins and isinstance(content, str | None):
+            first["content"] = f"{content}\n\n{block}" if content else block
+            messages[0] = msgspec.Raw(msgspec.json.encode(first))
+        else:
+            messages.insert(0, own)
     top["messages"] = msgspec.Raw(msgspec.json.encode(messages))
     return msgspec.json.encode(top)

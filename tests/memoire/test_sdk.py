@@ -58,8 +58,8 @@ def sent_system(fake: FakeUpstream) -> str:
     body = fake.requests[-1].json()
     if "system" in body:  # Anthropic
         return str(body["system"])
-    first = body["messages"][0]
-    return str(first["content"]) if first["role"] == "system" else ""
+    held = [m for m in body["messages"] if m["role"] == "system" and OPEN in str(m["content"])]
+    return str(held[0]["content"]) if held else ""
 
 
 def test_explicit_calls(
@@ -106,8 +106,13 @@ def test_wrapped_openai_recalls_injects_and_ingests(
     reply = client.chat.completions.create(model="fake-chat", messages=ASK, user="ana")
     assert reply.choices[0].message.content == "Hello from the fake upstream."
     system = sent_system(fake)
-    assert system.startswith("You are terse.\n\n" + OPEN)
+    assert system.startswith(OPEN)
     assert '"Lives in Denver"' in system
+    # By the proxy's rule: the app's system prompt untouched, the block just before the latest question.
+    sent = fake.requests[-1].json()["messages"]
+    assert [m["role"] for m in sent] == ["system", "system", "user"]
+    assert sent[0] == ASK[0]
+    assert sent[2] == ASK[-1]
     assert fake.requests[-1].headers["authorization"] == "Bearer sk-app"
 
     stream = client.chat.completions.create(
@@ -116,7 +121,7 @@ def test_wrapped_openai_recalls_injects_and_ingests(
     )  # fmt: skip
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "part0 part1 part2 "
     assert not any(k.startswith("x-memoire") for k in fake.requests[-1].headers)
-    assert fake.requests[-1].json()["messages"][0]["role"] == "system"
+    assert OPEN in fake.requests[-1].json()["messages"][0]["content"]
     # Everything else on the client is the client's own.
     assert client.models.list().data[0].id == "fake-chat"
 
