@@ -366,6 +366,16 @@ async def test_end_to_end_a_fact_said_in_one_call_reaches_the_next_calls_system_
     system = sent_upstream(fake)["messages"][0]
     assert '"Lives in Denver"' in block_of(system)
 
+    # The tee records the user's words, never the injected block: extraction must not learn recalled
+    # facts again as new ones.
+    async def both() -> Any:
+        rows = await db.fetch("SELECT messages::text AS m FROM chat_logs ORDER BY occurred_at")
+        return rows if len(rows) == 2 else None
+
+    logs = [json.loads(row["m"]) for row in await eventually(both)]
+    assert logs[1] == [{"role": "user", "content": "Which city do I live in?"}]
+    assert not any(OPEN in json.dumps(log) for log in logs)
+
 
 def test_odd_input_never_breaks_the_call(client: httpx.Client, fake: FakeUpstream) -> None:
     remember(client, "nul", {"text": "Likes jazz", "slot": "likes", "value": "jazz"})
