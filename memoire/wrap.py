@@ -4,7 +4,7 @@ Each ``chat.completions.create`` (OpenAI) or ``messages.create`` (Anthropic), sy
 
 1. asks Mémoire for the memory block of the latest user message, within ``recall_timeout`` (150 ms);
 2. adds it to the prompt by the proxy's default rule (a system message of its own just before the latest
-   user message; for Anthropic, the ``system`` parameter);
+   user message; for Anthropic, a text block of the latest user message, ahead of the user's text);
 3. calls the provider directly, with the app's own key;
 4. queues the exchange (the new messages and the reply, also when streamed) for ingestion in the
    background.
@@ -94,12 +94,16 @@ def _new_messages(messages: Any) -> list[dict[str, Any]]:
 
 
 def _turns(messages: Any) -> list[str]:
-    """The last user messages, oldest first, each its last :data:`MAX_QUERY_CHARS` characters: the latest
-    is recall's query, the others its context (as the proxy reads them)."""
+    """The last user messages with text, oldest first, each its last :data:`MAX_QUERY_CHARS` characters:
+    the latest is recall's query, the others its context (as the proxy reads them). A user message of
+    tool results only (Anthropic's tool loop) is skipped: the question is the one that asked."""
     turns: list[str] = []
     for message in reversed(messages if isinstance(messages, list) else []):
         if isinstance(message, dict) and message.get("role") == "user":
-            turns.append(_text(message.get("content"))[-MAX_QUERY_CHARS:])
+            text = _text(message.get("content"))
+            if not text.strip():
+                continue
+            turns.append(text[-MAX_QUERY_CHARS:])
             if len(turns) > CONTEXT_TURNS:
                 break
     return turns[::-1]
@@ -304,6 +308,42 @@ def _anthropic_reply(response: Any) -> str:
     return "".join(b.text for b in getattr(response, "content", []) if getattr(b, "type", None) == "text")
 
 
+def _into_latest_turn(kwargs: dict[str, Any], block: str) -> dict[str, Any]:
+    """``kwargs`` with ``block`` as a text block of the latest user message, ahead of the user's own text
+    (after its tool results, which the API wants first). Anthropic caches tools, ``system`` and the messages
+    in that order: a block in ``system`` would invalidate the cached conversation whenever recall changes.
+    Without a user message, the block goes to ``system``."""
+    messages = kwargs.get("messages")
+    if not isinstance(messages, list):
+        return _with_system(kwargs, block)
+    at = next((i for i in range(len(messages) - 1, -1, -1) if _role(messages[i]) == "user"), None)
+    if at is None:
+        return _with_system(kwargs, block)
+    latest = messages[at]
+    content = latest.get("content")
+    ours = {"type": "text", "text": block}
+    if isinstance(content, str):
+        parts: list[Any] = [ours, {"type": "text", "text": content}] if content else [ours]
+    elif isinstance(content, list):
+        results = 0
+        while results < len(content) and _kind(content[results]) == "tool_result":
+            results += 1
+        parts = [*content[:results], ours, *content[results:]]
+    else:
+        return _with_system(kwargs, block)
+    out = list(messages)
+    out[at] = {**latest, "content": parts}
+    return {**kwargs, "messages": out}
+
+
+def _role(message: Any) -> Any:
+    return message.get("role") if isinstance(message, Mapping) else None
+
+
+def _kind(part: Any) -> Any:
+    return part.get("type") if isinstance(part, Mapping) else getattr(part, "type", None)
+
+
 def _with_system(kwargs: dict[str, Any], block: str) -> dict[str, Any]:
     system = kwargs.get("system")
     if isinstance(system, list):
@@ -375,7 +415,7 @@ class _Messages(_Delegate):
         messages = call.kwargs.get("messages")
         block = _block(self._memoire, call, _turns(messages))
         if block is not None:
-            call.kwargs = _with_system(call.kwargs, block)
+            call.kwargs = _into_latest_turn(call.kwargs, block)
         response = self._target.create(*args, **call.kwargs)
         return self._after(call, messages, response)
 
@@ -384,7 +424,7 @@ class _Messages(_Delegate):
         messages = call.kwargs.get("messages")
         block = await _ablock(self._memoire, call, _turns(messages))
         if block is not None:
-            call.kwargs = _with_system(call.kwargs, block)
+            call.kwargs = _into_latest_turn(call.kwargs, block)
         response = await self._target.create(*args, **call.kwargs)
         return self._after(call, messages, response)
 

@@ -56,8 +56,10 @@ def logs(pg_dsn: str) -> list[dict[str, Any]]:
 
 def sent_system(fake: FakeUpstream) -> str:
     body = fake.requests[-1].json()
-    if "system" in body:  # Anthropic
-        return str(body["system"])
+    if "max_tokens" in body:  # Anthropic: a text block of the latest user message
+        latest = body["messages"][-1]["content"]
+        held = [p["text"] for p in latest if isinstance(latest, list) and OPEN in p.get("text", "")]
+        return held[0] if held else ""
     held = [m for m in body["messages"] if m["role"] == "system" and OPEN in str(m["content"])]
     return str(held[0]["content"]) if held else ""
 
@@ -166,17 +168,36 @@ def test_wrapped_anthropic(memoire: Memoire, fake: FakeUpstream, upstream_url: s
     )
     assert reply.content[0].text == ANTHROPIC_REPLY
     system = sent_system(fake)
-    assert system.startswith("Be brief.\n\n" + OPEN)
+    assert system.startswith(OPEN)
     assert '"Lives in Denver"' in system
+    sent = fake.requests[-1].json()
+    assert sent["system"] == "Be brief."  # the cached prefix stays the app's own
+    assert sent["messages"][-1]["content"][1] == {"type": "text", "text": "Where do I live?"}
     stream = client.messages.create(
         model="claude-fake", max_tokens=50, messages=question, metadata={"user_id": "ana"}, stream=True
     )
     texts = [e.delta.text for e in stream if e.type == "content_block_delta"]
     assert "".join(texts) == "part0 part1 part2 "
     assert '"Lives in Denver"' in sent_system(fake)
+    # In a tool loop the API wants the tool results first in their message: the block follows them.
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "Sunny"}
+    use = {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}}
+    loop = [
+        *question,
+        {"role": "assistant", "content": [use]},
+        {"role": "user", "content": [result]},
+    ]
+    client.messages.create(model="claude-fake", max_tokens=50, messages=loop, metadata={"user_id": "ana"})
+    sent_loop = fake.requests[-1].json()["messages"]
+    assert sent_loop[:2] == loop[:2]
+    assert sent_loop[2]["content"][0] == result
+    assert sent_loop[2]["content"][1]["text"].startswith(OPEN)
     assert memoire.backlog.flush(10)
     stored = _wait_for_logs(pg_dsn, 2)
-    assert stored[0]["messages"][-1] == {"role": "assistant", "content": ANTHROPIC_REPLY}
+    assert stored[0]["messages"] == [
+        {"role": "user", "content": "Where do I live?"},  # the user's words, never the block
+        {"role": "assistant", "content": ANTHROPIC_REPLY},
+    ]
     assert stored[1]["messages"][-1] == {"role": "assistant", "content": "part0 part1 part2 "}
 
 
@@ -235,7 +256,7 @@ def test_with_memoire_stopped_calls_go_ahead_and_exchanges_land_once_it_is_back(
 
     start_proxy(port=port, auth={"enabled": True, "admin_key": ADMIN})
     assert memoire.backlog.flush(30)
-    stored = _wait_for_logs(pg_dsn, 3)
+    stored = _wait_for_logs(pg_dsn, 2)
     assert sorted(log["messages"][0]["content"] for log in stored) == ["hi 0", "hi 1", "hi 2"]
     memoire.close()
 
