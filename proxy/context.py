@@ -18,7 +18,7 @@ from memory.facts import NO_NUL
 from memory.routes.context import AnyRequest, status_headers, tenant
 from memory.routes.facts import UserId
 from proxy import services as services_
-from proxy.chat import CONTEXT_TURNS, MAX_QUERY_CHARS, RECALL_TEMPORAL
+from proxy.remember import CONTEXT_TURNS, MAX_QUERY_CHARS, RECALL_TEMPORAL
 
 
 class ContextRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

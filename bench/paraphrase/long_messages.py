@@ -1,5 +1,5 @@
 """Recall's server time for long messages: one user with 1,000 facts, asked messages of every length up to
-the proxy's query cap (``proxy.chat.MAX_QUERY_CHARS``), each with two earlier user turns as context.
+the proxy's query cap (``proxy.remember.MAX_QUERY_CHARS``), each with two earlier user turns as context.
 
 A message is chit-chat (generated fact sentences told in the first person) ending in one of the set's
 questions, so that it reads as people write to a chatbot: context first, the question last. Lengths are
