@@ -33,7 +33,15 @@ TEST_REDIS_URL = os.environ.get("MEMOIRE_TEST_REDIS_URL", "redis://127.0.0.1:637
 ROOT = Path(__file__).resolve().parent.parent
 #: The local model's ONNX export, made once and kept between runs (git-ignored).
 MODEL_DIR = ROOT / ".cache" / "models"
-DATA_TABLES = ("memory_facts", "chat_logs", "sessions", "users", "api_keys", "job_failures")
+DATA_TABLES = (
+    "memory_facts",
+    "chat_logs",
+    "sessions",
+    "users",
+    "api_keys",
+    "job_failures",
+    "response_links",
+)
 
 
 def make_config(**sections: dict[str, Any]) -> Config:

@@ -89,6 +89,7 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
                 timeout=pipeline_timeout,
                 max_tries=tries,
             ),
+            cron(tasks.purge_response_links, hour={2}, minute={53}, second={0}, timeout=pipeline_timeout),
             # Weekly, on Sundays (arq counts weekdays from Monday = 0).
             cron(
                 tasks.consolidate_user_memory,

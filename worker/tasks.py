@@ -12,7 +12,7 @@ from arq import Retry
 from arq.jobs import Job, JobStatus
 
 from memoire.errors import DependencyError, StorageUnavailable
-from memory import db
+from memory import db, response_links
 from memory.care import dedup, supersession
 from memory.extraction import job
 from worker import sweeps
@@ -168,3 +168,16 @@ async def requeue_pending(ctx: dict[str, Any]) -> int:
     if rows:
         log.info("queued %d pending chat logs again", len(rows))
     return len(rows)
+
+
+async def purge_response_links(ctx: dict[str, Any]) -> int:
+    """Daily: drop the links of responses the provider no longer keeps (see :mod:`memory.response_links`)."""
+    try:
+        async with db.transaction(ctx["pool"]) as conn:
+            purged = await response_links.purge_expired(conn)
+    except StorageUnavailable:
+        log.warning("response link purge skipped: database unavailable")
+        return 0
+    if purged:
+        log.info("purged %d expired response links", purged)
+    return purged

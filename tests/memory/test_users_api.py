@@ -123,7 +123,7 @@ def test_deleting_a_user_purges_everything_and_verifies_it(api: Api, pg_dsn: str
     assert response.status_code == 200, response.text
     assert response.json() == {
         "user_id": "ana",
-        "deleted": {"facts": 2, "chat_logs": 2, "sessions": 1, "spool_entries": 1},
+        "deleted": {"facts": 2, "chat_logs": 2, "sessions": 1, "response_links": 0, "spool_entries": 1},
         "verified": True,
     }
     counts = fetch_sync(

@@ -273,6 +273,7 @@ def test_worker_settings_poll_fast_and_register_the_jobs(redis_url: str) -> None
         "cron:requeue_pending",
         "cron:optimize_memory",
         "cron:decay_stale_facts",
+        "cron:purge_response_links",
         "cron:consolidate_user_memory",
     ]
     assert settings.queue_name == "memoire:queue"  # type: ignore[attr-defined]

@@ -1,0 +1,39 @@
+"""Response links: a response id is found only under the tenant that created it, and is forgotten with its
+user or once the provider no longer keeps the response."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from memory import exchanges, keys, purge, response_links
+from memory.exchanges import DEFAULT_TENANT_ID
+from memory.response_links import Link
+from tests.worker.test_tasks import said
+
+
+async def test_a_link_is_found_only_under_its_tenant(db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        other = (await keys.create(conn, "other")).info.tenant_id
+        await response_links.record(conn, DEFAULT_TENANT_ID, "resp_a", "alice", "resp_a")
+        await response_links.record(conn, DEFAULT_TENANT_ID, "resp_a", "mallory", "x")  # the first stays
+        assert await response_links.find(conn, DEFAULT_TENANT_ID, "resp_a") == Link("alice", "resp_a")
+        assert await response_links.find(conn, other, "resp_a") is None
+        assert await response_links.find(conn, DEFAULT_TENANT_ID, "resp_b") is None
+
+
+async def test_links_go_with_their_user_and_with_age(db: asyncpg.Pool) -> None:
+    async with db.acquire() as conn:
+        await exchanges.record(conn, [said("alice", "hello")])
+        await response_links.record(conn, DEFAULT_TENANT_ID, "resp_1", "alice", "resp_1")
+        await response_links.record(conn, DEFAULT_TENANT_ID, "resp_2", "bob", "resp_2")
+        await response_links.record(conn, DEFAULT_TENANT_ID, "resp_3", "bob", "resp_3")
+        async with conn.transaction():
+            purged = await purge.purge_user(conn, DEFAULT_TENANT_ID, "alice")
+        assert purged is not None
+        assert purged.response_links == 1
+        await conn.execute(
+            "UPDATE response_links SET created_at = now() - interval '32 days' WHERE response_id = 'resp_2'"
+        )
+        assert await response_links.purge_expired(conn) == 1
+        left = await conn.fetch("SELECT response_id FROM response_links ORDER BY response_id")
+    assert [r["response_id"] for r in left] == ["resp_3"]
