@@ -189,7 +189,9 @@ class MemoryConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Where the memory block goes. ``latest_turn``: a message of its own just before the latest user
     message, so that the conversation before it stays a cached prompt prefix when recall changes.
     ``system``: joined to the first system message (for servers that refuse a system message after the
-    first turn; every change of recall then invalidates the provider's cache of the whole conversation)."""
+    first turn; every change of recall then invalidates the provider's cache of the whole conversation).
+    For the Responses API: a developer item before the latest user input, or, with ``system`` and for a
+    call that continues a stored response, the end of ``instructions`` (docs/memory.md)."""
     relevance_z: float = 0.75
     """How far above the user's own facts a fact must stand to be recalled for a query part: standard
     deviations of similarity above the mean over all the user's facts. A part's best fact always counts."""

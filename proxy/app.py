@@ -32,6 +32,8 @@ from proxy.metrics import metrics, metrics_middleware
 from proxy.openapi import openapi_config
 from proxy.passthrough import passthrough
 from proxy.ratelimit import RateLimiter
+from proxy.response_owners import ResponseOwners
+from proxy.responses import create_response
 from proxy.services import Services
 from proxy.upstream import Upstream
 from worker import queue
@@ -125,6 +127,7 @@ def create_app(
         await intake.start()
         memory = Memory(config, pool, factory)
         await memory.start()
+        owners = ResponseOwners(pool, health)
         upstream = Upstream(config.upstream)  # late: the steps that can fail come first, so no session leaks
         app.state.memory = memory
         app.state.intake = intake
@@ -139,10 +142,12 @@ def create_app(
             block=BlockBuilder(config.memory.block_tokens, config.care.profile_tokens),
             auth=Authenticator(pool, config.auth),
             limiter=RateLimiter(redis, config.auth, health),
+            owners=owners,
         )
         try:
             yield
         finally:
+            await owners.close()
             await intake.close()
             await memory.close()
             await upstream.aclose()
@@ -153,6 +158,7 @@ def create_app(
     return Litestar(
         route_handlers=[
             chat_completions,
+            create_response,
             passthrough,
             memory_context,
             healthz,

@@ -1,6 +1,10 @@
-"""Every other ``/v1/*`` route (models, embeddings, completions, responses, files, audio …), relayed as is.
+"""Every other ``/v1/*`` route (models, embeddings, completions, files, audio …), relayed as is.
 
 Bodies, streams, status codes and headers cross untouched; nothing is recorded.
+
+With the server's provider key, only routes that keep nothing in the shared provider account are open, and
+a stored response's own routes (``/v1/responses/{id}``, ``…/input_items``, ``…/cancel``) are open to the
+tenant that created the response; any other tenant gets the 404 of an unknown id.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from memoire.errors import InvalidField, MemoireError, NotFound, PermissionDenie
 from proxy import services as services_
 from proxy.auth import principal_of
 from proxy.relay import ClientGone, read_body, relay, send_error
+from proxy.response_owners import unknown_response
 from proxy.upstream import Headers
 
 _PREFIX = "/v1"
@@ -47,6 +52,12 @@ _STATELESS = {
         }
     ),
 }
+#: A stored response's routes, by method: the response, its input items, and cancelling it.
+_RESPONSE_ROUTES = {
+    "GET": re.compile(r"/responses/(resp_[A-Za-z0-9_-]+)(/input_items)?"),
+    "DELETE": re.compile(r"/responses/(resp_[A-Za-z0-9_-]+)"),
+    "POST": re.compile(r"/responses/(resp_[A-Za-z0-9_-]+)/cancel"),
+}
 #: ``/models`` and ``/models/{id}``, the id in plain characters only (no ``\``, ``%``, spaces or controls).
 _MODELS = re.compile(r"/models(/[A-Za-z0-9._:@+-]+)?")
 
@@ -71,8 +82,20 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
         await send_error(send, NotFound("no such admin endpoint", param="path"))
         return
     method = scope["method"]
-    keyed = principal_of(scope).key_id is not None
-    if keyed and upstream.uses_server_key(headers) and not _stateless(method, subpath):
+    principal = principal_of(scope)
+    shared = principal.key_id is not None and upstream.uses_server_key(headers)
+    route = _RESPONSE_ROUTES.get(method)
+    owned = route.fullmatch(unquote(subpath).rstrip("/")) if shared and route is not None else None
+    if owned is not None:
+        try:
+            link = await services.owners.find(principal.tenant_id, owned.group(1), recheck=True)
+        except MemoireError as exc:
+            await send_error(send, exc)
+            return
+        if link is None:
+            await send_error(send, unknown_response(owned.group(1), "id"))
+            return
+    elif shared and not _stateless(method, subpath):
         await send_error(
             send,
             PermissionDenied(

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
 from litestar.types import Receive, Send
 
@@ -45,6 +45,18 @@ class Outcome:
     status: int
     headers: Mapping[str, str]
     chunks: list[bytes] = field(default_factory=list)
+
+
+class Tap(Protocol):
+    """Reads the start of a response as it is relayed (the Responses route learns the response's id)."""
+
+    def feed(self, chunk: bytes) -> bool:
+        """Look at ``chunk`` before it is sent on; True once no more chunks are needed."""
+        ...
+
+    async def settle(self) -> None:
+        """What the tap started, finished before the response's end is sent."""
+        ...
 
 
 async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
@@ -116,6 +128,7 @@ async def relay(
     extra_headers: Headers,
     heartbeat: float = 0.0,
     capture: bool = False,
+    tap: Tap | None = None,
 ) -> Outcome | None:
     """Forward one request and relay its response. Returns None if the client left or nothing came back."""
     watch = _DisconnectWatch(receive)
@@ -130,7 +143,7 @@ async def relay(
             return None
         UPSTREAM.labels(str(response.status_code)).observe(time.perf_counter() - started)
         try:
-            return await _relay_response(response, send, watch, extra_headers, heartbeat, capture)
+            return await _relay_response(response, send, watch, extra_headers, heartbeat, capture, tap)
         finally:
             await response.aclose()
     except asyncio.CancelledError:
@@ -151,6 +164,7 @@ async def _relay_response(
     extra_headers: Headers,
     heartbeat: float,
     capture: bool,
+    tap: Tap | None,
 ) -> Outcome:
     outcome = Outcome(response.status_code, response.headers)
     await send(
@@ -164,14 +178,19 @@ async def _relay_response(
     if heartbeat > 0 and _heartbeat_allowed(response):
         chunks = _with_heartbeats(chunks, heartbeat)
     captured = outcome.chunks
+    tapping = tap is not None and 200 <= response.status_code < 300
     try:
         async for chunk in chunks:
+            if tapping and tap is not None:
+                tapping = not tap.feed(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if capture and chunk is not HEARTBEAT:
                 captured.append(chunk)
     except UpstreamBroken as exc:
         log.warning("upstream failed mid-response (%s); aborting the client's connection", type(exc).__name__)
         raise UpstreamBroke(str(exc)) from exc
+    if tap is not None:
+        await tap.settle()
     watch.finished = True
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return outcome

@@ -16,6 +16,7 @@ from memory.intake import Intake
 from memory.service import Memory
 from proxy.memory_block import BlockBuilder
 from proxy.ratelimit import RateLimiter
+from proxy.response_owners import ResponseOwners
 from proxy.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class Services:
     block: BlockBuilder
     auth: Authenticator
     limiter: RateLimiter
+    owners: ResponseOwners
 
 
 def from_scope(scope: Scope) -> Services:

@@ -1,12 +1,13 @@
-"""The tee: what the proxy keeps of a finished chat exchange, turned into an :class:`Exchange` later.
+"""The tee: what the proxy keeps of a finished exchange, turned into an :class:`Exchange` later.
 
 On the request path the proxy only keeps references (the request body it already has, the chunks the relay
 captured). :meth:`Capture.build` runs in the intake's background task: it decodes the request's messages,
-keeps the new ones, and rebuilds the reply.
+keeps the new ones, and rebuilds the reply, each by the rules of the API the call spoke (:class:`Dialect`).
 
 "New" messages are those after the last assistant message: an OpenAI client resends the whole conversation
 on every call, and everything up to the previous reply was recorded with the previous exchange. System and
-developer prompts are the app's instructions, not the user's words, and are never recorded.
+developer prompts are the app's instructions, not the user's words, and are never recorded. The request body
+read is the client's own, so a memory block the proxy added is never recorded as the user's words.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,24 @@ def new_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in messages[last_assistant + 1 :] if m.get("role") not in _SKIPPED_ROLES]
 
 
+def _chat_messages(body: bytes) -> list[dict[str, Any]]:
+    return new_messages(_messages.decode(body).messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How one API's exchange is read: its endpoint, its new messages, and its reply."""
+
+    endpoint: str
+    messages: Callable[[bytes], list[dict[str, Any]]]
+    """The request's new messages, chat-shaped, from the client's body."""
+    reply: Callable[[list[bytes], str | None, str | None], replies.Reply]
+    """The reply from the captured chunks, the content type and the content encoding."""
+
+
+CHAT = Dialect("/v1/chat/completions", _chat_messages, replies.parse)
+
+
 @dataclass(slots=True)
 class Capture:
     id: uuid.UUID
@@ -52,12 +71,13 @@ class Capture:
     request_body: bytes
     response_headers: Mapping[str, str]
     chunks: list[bytes]
+    dialect: Dialect = CHAT
 
     def build(self) -> Exchange | None:
-        messages = new_messages(_messages.decode(self.request_body).messages)
+        messages = self.dialect.messages(self.request_body)
         reply = replies.Reply()
         try:
-            reply = replies.parse(
+            reply = self.dialect.reply(
                 self.chunks,
                 self.response_headers.get("content-type"),
                 self.response_headers.get("content-encoding"),
@@ -74,7 +94,7 @@ class Capture:
             user=self.user,
             session=self.session,
             source="proxy",
-            endpoint="/v1/chat/completions",
+            endpoint=self.dialect.endpoint,
             model=reply.model or self.model,
             messages=messages,
             reply=reply.message,

@@ -10,7 +10,8 @@ The request's ``model`` picks the behaviour:
 - ``fake-disconnect``: streams two chunks, then drops the connection;
 - ``fake-null-message``: a reply whose choice has ``"message": null``.
 
-``POST /v1/messages`` answers as Anthropic's Messages API (see :mod:`tests.support.anthropic_fake`).
+``POST /v1/messages`` answers as Anthropic's Messages API (see :mod:`tests.support.anthropic_fake`), and
+``/v1/responses`` as OpenAI's Responses API (see :mod:`tests.support.responses_fake`), with the same models.
 
 Streams send ``x-fake-chunks`` content chunks (default 3), ``x-fake-interval`` seconds apart.
 Every request is recorded in :attr:`FakeUpstream.requests`; a request whose client went away before the
@@ -27,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support import anthropic_fake
+from tests.support import anthropic_fake, responses_fake
 from tests.support.servers import answer_lifespan, read_body
 
 Scope = dict[str, Any]
@@ -52,9 +53,12 @@ class FakeUpstream:
     gate: threading.Event = field(default_factory=threading.Event)
     first_chunk_sent_at: float | None = None
     second_chunk_sent_at: float | None = None
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Stored responses of the Responses API, by id."""
 
     def reset(self) -> None:
         self.requests.clear()
+        self.stored.clear()
         self.cancelled = 0
         self.gate = threading.Event()
         self.first_chunk_sent_at = self.second_chunk_sent_at = None
@@ -94,6 +98,9 @@ class FakeUpstream:
         if request.path == "/v1/messages" and request.method == "POST":
             await self._anthropic(request, send)
             return
+        if request.path.startswith("/v1/responses"):
+            await self._responses(request, left, send)
+            return
         if request.path != "/v1/chat/completions" or request.method != "POST":
             await _json(send, 404, _error("unknown route", "invalid_request_error", "not_found"))
             return
@@ -116,6 +123,54 @@ class FakeUpstream:
                 await _raw(send, 200, payload, [(b"content-encoding", b"gzip")])
             else:
                 await _json(send, 200, body)
+
+    async def _responses(self, request: Recorded, left: asyncio.Future[Any], send: Any) -> None:
+        parts = request.path.removeprefix("/v1/responses").strip("/").split("/")
+        if parts != [""]:
+            stored = self.stored.get(parts[0])
+            if stored is None:
+                message = f"No response found with id '{parts[0]}'."
+                await _json(send, 404, _error(message, "invalid_request_error", None))
+            elif request.method == "DELETE":
+                del self.stored[parts[0]]
+                await _json(send, 200, {"id": parts[0], "object": "response.deleted", "deleted": True})
+            elif parts[1:] == ["input_items"]:
+                await _json(send, 200, {"object": "list", "data": [], "has_more": False})
+            else:
+                await _json(send, 200, stored)
+            return
+        data = request.json()
+        model = data.get("model", "fake-chat")
+        if model.startswith("fake-error-"):
+            await _error_reply(send, int(model.rsplit("-", 1)[1]))
+            return
+        if data.get("previous_response_id") and data["previous_response_id"] not in self.stored:
+            message = f"Previous response with id '{data['previous_response_id']}' not found."
+            await _json(send, 400, _error(message, "invalid_request_error", "previous_response_not_found"))
+            return
+        response_id = responses_fake.new_id("resp")
+        count = int(request.headers.get("x-fake-chunks", "3"))
+        final = responses_fake.complete(data, response_id, count)
+        if data.get("store", True):
+            self.stored[response_id] = final
+        if not data.get("stream"):
+            await _json(send, 200, final)
+            return
+        interval = float(request.headers.get("x-fake-interval", "0"))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), *COMMON_HEADERS],
+            }
+        )
+        for i, event in enumerate(responses_fake.stream_events(data, response_id, count)):
+            if i > 0 and interval:
+                await _sleep_unless_left(left, interval)
+            if model == "fake-disconnect" and i == 4:
+                raise OSError("fake upstream drops the connection")
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _anthropic(self, request: Recorded, send: Any) -> None:
         data = request.json()
