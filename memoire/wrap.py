@@ -1,10 +1,12 @@
 """``Memoire.wrap(client)``: an OpenAI or Anthropic client that remembers, with the same interface.
 
-Each ``chat.completions.create`` (OpenAI) or ``messages.create`` (Anthropic), sync or async, streamed or not:
+Each ``chat.completions.create`` and ``responses.create`` (OpenAI) or ``messages.create`` (Anthropic), sync or
+async, streamed or not:
 
 1. asks Mémoire for the memory block of the latest user message, within ``recall_timeout`` (150 ms);
 2. adds it to the prompt by the proxy's default rule (a system message of its own just before the latest
-   user message; for Anthropic, a text block of the latest user message, ahead of the user's text);
+   user message; for Responses, a developer item before it, or ``instructions`` for a call that continues
+   a stored response; for Anthropic, a text block of the latest user message, ahead of the user's text);
 3. calls the provider directly, with the app's own key;
 4. queues the exchange (the new messages and the reply, also when streamed) for ingestion in the
    background.
@@ -15,8 +17,9 @@ Nothing Mémoire-related after the provider's answer can raise into the app.
 Only ``create`` remembers: ``with_options()``, ``with_raw_response``, the ``stream()`` and ``parse()``
 helpers and other resources are the client's own and go to the provider without memory.
 The end user is the call's ``X-Memoire-User`` extra header, else OpenAI's ``user`` / Anthropic's
-``metadata.user_id``, else the wrap's ``user_id``, else ``"default"``. ``X-Memoire-*`` extra headers are
-read here and never sent to the provider. Everything else on the client passes through untouched.
+``metadata.user_id`` (for Responses, ``user`` then ``safety_identifier``), else the wrap's ``user_id``, else
+``"default"``. ``X-Memoire-*`` extra headers are read here and never sent to the provider. Everything else
+on the client passes through untouched.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from memoire import responses_rules
+from memoire.streams import AsyncStream, Delegate, Stream
 from memory.users import storable
 from proxy.memory_block import add_to_messages
 
@@ -57,16 +62,6 @@ def _context(memoire: Memoire, user: str, turns: list[str]) -> dict[str, Any]:
         return memoire.context(user, turns[-1], context=turns[:-1], timeout=CONTEXT_TIMEOUT)
     finally:
         _slots.release()
-
-
-class _Delegate:
-    """Everything not overridden is the wrapped object's own."""
-
-    def __init__(self, target: Any) -> None:
-        self._target = target
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._target, name)
 
 
 # -- what a call says -----------------------------------------------------------------------------------
@@ -174,114 +169,13 @@ async def _ablock(memoire: Memoire, call: _Call, turns: list[str]) -> str | None
     return block
 
 
-def _remember(memoire: Memoire, call: _Call, messages: Any, reply: str) -> None:
+def _remember(memoire: Memoire, call: _Call, new: list[dict[str, Any]], reply: str) -> None:
     if not call.ingest:
         return
-    exchange = _new_messages(messages)
+    exchange = list(new)
     if exchange and reply:
         exchange.append({"role": "assistant", "content": reply[:MAX_CONTENT_CHARS]})
     memoire.remember_later(call.user, exchange, session_id=call.session)
-
-
-# -- streams: the reply is captured as it passes ------------------------------------------------------
-
-
-class _Capture(_Delegate):
-    """A provider stream that hands each event on unchanged and collects the reply's text on the side.
-    Nothing here may raise into the app: a failure to collect only loses the capture."""
-
-    def __init__(self, stream: Any, text_of: Any, done: Any) -> None:
-        super().__init__(stream)
-        self._text_of = text_of
-        self._done = done
-        self._parts: list[str] = []
-        self._finished = False
-
-    def _note(self, event: Any) -> Any:
-        try:
-            piece = self._text_of(event)
-            if isinstance(piece, str) and piece:
-                self._parts.append(piece)
-        except Exception:
-            log.debug("could not read a streamed event", exc_info=True)
-        return event
-
-    def _finish(self) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        try:
-            self._done("".join(self._parts))
-        except Exception:
-            log.warning("could not queue a streamed exchange for Mémoire", exc_info=True)
-
-
-class _Stream(_Capture):
-    """A sync stream (``openai.Stream``, ``anthropic.Stream``)."""
-
-    def __iter__(self) -> Iterator[Any]:
-        try:
-            for event in self._target:
-                yield self._note(event)
-        finally:
-            self._finish()
-
-    def __next__(self) -> Any:
-        try:
-            return self._note(next(self._target))
-        except StopIteration:
-            self._finish()
-            raise
-
-    def __enter__(self) -> _Stream:
-        self._target.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self._target.__exit__(*exc)
-        finally:
-            self._finish()
-
-    def close(self) -> None:
-        try:
-            self._target.close()
-        finally:
-            self._finish()
-
-
-class _AsyncStream(_Capture):
-    """An async stream (``openai.AsyncStream``, ``anthropic.AsyncStream``)."""
-
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        try:
-            async for event in self._target:
-                yield self._note(event)
-        finally:
-            self._finish()
-
-    async def __anext__(self) -> Any:
-        try:
-            return self._note(await self._target.__anext__())
-        except StopAsyncIteration:
-            self._finish()
-            raise
-
-    async def __aenter__(self) -> _AsyncStream:
-        await self._target.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self._target.__aexit__(*exc)
-        finally:
-            self._finish()
-
-    async def close(self) -> None:
-        try:
-            await self._target.close()
-        finally:
-            self._finish()
 
 
 def _openai_delta(chunk: Any) -> str | None:
@@ -357,15 +251,21 @@ def _anthropic_user(kwargs: dict[str, Any]) -> Any:
 
 
 def _after(
-    memoire: Memoire, call: _Call, messages: Any, response: Any, is_async: bool, delta: Any, reply: Any
+    memoire: Memoire,
+    call: _Call,
+    new: list[dict[str, Any]],
+    response: Any,
+    is_async: bool,
+    delta: Any,
+    reply: Any,
 ) -> Any:
-    """The provider's response for the app, with the exchange queued for Mémoire (at the stream's end for
-    a stream). Whatever goes wrong here, the app gets its response."""
+    """The provider's response for the app, with the exchange (``new`` messages and the reply) queued for
+    Mémoire, at the stream's end for a stream. Whatever goes wrong here, the app gets its response."""
     try:
         if call.kwargs.get("stream"):
-            wrapper = _AsyncStream if is_async else _Stream
-            return wrapper(response, delta, lambda text: _remember(memoire, call, messages, text))
-        _remember(memoire, call, messages, reply(response))
+            wrapper = AsyncStream if is_async else Stream
+            return wrapper(response, delta, lambda text: _remember(memoire, call, new, text))
+        _remember(memoire, call, new, reply(response))
     except Exception:
         log.warning("could not queue an exchange for Mémoire", exc_info=True)
     return response
@@ -374,7 +274,7 @@ def _after(
 # -- the wrapped resources ----------------------------------------------------------------------------
 
 
-class _Completions(_Delegate):
+class _Completions(Delegate):
     def __init__(self, target: Any, memoire: Memoire, user: str | None, is_async: bool) -> None:
         super().__init__(target)
         self._memoire, self._user, self._async = memoire, user, is_async
@@ -396,57 +296,97 @@ class _Completions(_Delegate):
         block = await _ablock(self._memoire, call, _turns(messages))
         if block is not None and isinstance(messages, list):
             call.kwargs["messages"] = add_to_messages(messages, block)
-        response = await self._target.create(*args, **call.kwargs)
-        return self._after(call, messages, response)
-
-    def _after(self, call: _Call, messages: Any, response: Any) -> Any:
-        return _after(self._memoire, call, messages, response, self._async, _openai_delta, _openai_reply)
-
-
-class _Messages(_Delegate):
-    def __init__(self, target: Any, memoire: Memoire, user: str | None, is_async: bool) -> None:
-        super().__init__(target)
-        self._memoire, self._user, self._async = memoire, user, is_async
-
-    def create(self, *args: Any, **kwargs: Any) -> Any:
-        if self._async:
-            return self._acreate(*args, **kwargs)
-        call = _Call(kwargs, self._user, _anthropic_user(kwargs))
-        messages = call.kwargs.get("messages")
-        block = _block(self._memoire, call, _turns(messages))
-        if block is not None:
-            call.kwargs = _into_latest_turn(call.kwargs, block)
-        response = self._target.create(*args, **call.kwargs)
-        return self._after(call, messages, response)
-
-    async def _acreate(self, *args: Any, **kwargs: Any) -> Any:
-        call = _Call(kwargs, self._user, _anthropic_user(kwargs))
-        messages = call.kwargs.get("messages")
-        block = await _ablock(self._memoire, call, _turns(messages))
-        if block is not None:
-            call.kwargs = _into_latest_turn(call.kwargs, block)
         response = await self._target.create(*args, **call.kwargs)
         return self._after(call, messages, response)
 
     def _after(self, call: _Call, messages: Any, response: Any) -> Any:
         return _after(
-            self._memoire, call, messages, response, self._async, _anthropic_delta, _anthropic_reply
+            self._memoire, call, _new_messages(messages), response, self._async, _openai_delta, _openai_reply
         )
 
 
-class _Chat(_Delegate):
+class _Messages(Delegate):
+    def __init__(self, target: Any, memoire: Memoire, user: str | None, is_async: bool) -> None:
+        super().__init__(target)
+        self._memoire, self._user, self._async = memoire, user, is_async
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        if self._async:
+            return self._acreate(*args, **kwargs)
+        call = _Call(kwargs, self._user, _anthropic_user(kwargs))
+        messages = call.kwargs.get("messages")
+        block = _block(self._memoire, call, _turns(messages))
+        if block is not None:
+            call.kwargs = _into_latest_turn(call.kwargs, block)
+        response = self._target.create(*args, **call.kwargs)
+        return self._after(call, messages, response)
+
+    async def _acreate(self, *args: Any, **kwargs: Any) -> Any:
+        call = _Call(kwargs, self._user, _anthropic_user(kwargs))
+        messages = call.kwargs.get("messages")
+        block = await _ablock(self._memoire, call, _turns(messages))
+        if block is not None:
+            call.kwargs = _into_latest_turn(call.kwargs, block)
+        response = await self._target.create(*args, **call.kwargs)
+        return self._after(call, messages, response)
+
+    def _after(self, call: _Call, messages: Any, response: Any) -> Any:
+        new = _new_messages(messages)
+        return _after(self._memoire, call, new, response, self._async, _anthropic_delta, _anthropic_reply)
+
+
+class _Responses(Delegate):
+    """OpenAI's Responses API: ``responses.create``, by the proxy's rules (:mod:`memoire.responses_rules`)."""
+
+    def __init__(self, target: Any, memoire: Memoire, user: str | None, is_async: bool) -> None:
+        super().__init__(target)
+        self._memoire, self._user, self._async = memoire, user, is_async
+
+    def _call(self, kwargs: dict[str, Any]) -> _Call:
+        named = kwargs.get("user") if isinstance(kwargs.get("user"), str) else None
+        safety = kwargs.get("safety_identifier")
+        return _Call(kwargs, self._user, named or (safety if isinstance(safety, str) else None))
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        if self._async:
+            return self._acreate(*args, **kwargs)
+        call = self._call(kwargs)
+        block = _block(self._memoire, call, responses_rules.turns(call.kwargs.get("input")))
+        if block is not None:
+            call.kwargs = responses_rules.with_block(call.kwargs, block)
+        new = responses_rules.new_messages(kwargs, MAX_CONTENT_CHARS)
+        response = self._target.create(*args, **call.kwargs)
+        return self._after(call, new, response)
+
+    async def _acreate(self, *args: Any, **kwargs: Any) -> Any:
+        call = self._call(kwargs)
+        block = await _ablock(self._memoire, call, responses_rules.turns(call.kwargs.get("input")))
+        if block is not None:
+            call.kwargs = responses_rules.with_block(call.kwargs, block)
+        new = responses_rules.new_messages(kwargs, MAX_CONTENT_CHARS)
+        response = await self._target.create(*args, **call.kwargs)
+        return self._after(call, new, response)
+
+    def _after(self, call: _Call, new: list[dict[str, Any]], response: Any) -> Any:
+        return _after(
+            self._memoire, call, new, response, self._async, responses_rules.delta, responses_rules.reply
+        )
+
+
+class _Chat(Delegate):
     def __init__(self, target: Any, completions: _Completions) -> None:
         super().__init__(target)
         self.completions = completions
 
 
-class _OpenAI(_Delegate):
+class _OpenAI(Delegate):
     def __init__(self, client: Any, memoire: Memoire, user: str | None, is_async: bool) -> None:
         super().__init__(client)
         self.chat = _Chat(client.chat, _Completions(client.chat.completions, memoire, user, is_async))
+        self.responses = _Responses(client.responses, memoire, user, is_async)
 
 
-class _Anthropic(_Delegate):
+class _Anthropic(Delegate):
     def __init__(self, client: Any, memoire: Memoire, user: str | None, is_async: bool) -> None:
         super().__init__(client)
         self.messages = _Messages(client.messages, memoire, user, is_async)

@@ -22,6 +22,7 @@ from tests.conftest import ProxyFactory, fetch_sync
 from tests.proxy.test_auth import ADMIN, new_key
 from tests.support.anthropic_fake import REPLY as ANTHROPIC_REPLY
 from tests.support.life import LIFE
+from tests.support.responses_fake import TEXT as RESPONSES_TEXT
 from tests.support.servers import ServerThread
 from tests.support.upstream import FakeUpstream
 
@@ -151,6 +152,66 @@ async def test_wrapped_async_openai(
     parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
     assert "".join(parts) == "part0 part1 part2 "
     assert '"Lives in Denver"' in sent_system(fake)
+    await client.close()
+    await memoire.aclose()
+    stored = await _await_logs(pg_dsn, 2)
+    assert stored[1]["messages"][-1]["content"] == "part0 part1 part2 "
+
+
+def test_wrapped_openai_responses(
+    memoire: Memoire, fake: FakeUpstream, upstream_url: str, pg_dsn: str
+) -> None:
+    memoire.facts.create("ana", [DENVER])
+    client = memoire.wrap(openai.OpenAI(base_url=upstream_url, api_key="sk-app", max_retries=0))
+    first = client.responses.create(
+        model="fake-chat", input="Where do I live?", instructions="Be brief.", user="ana"
+    )
+    assert first.output_text == RESPONSES_TEXT
+    sent = fake.requests[-1].json()
+    # By the proxy's rule: a developer item just before the user's input, the instructions untouched.
+    assert sent["instructions"] == "Be brief."
+    assert [item["role"] for item in sent["input"]] == ["developer", "user"]
+    assert '"Lives in Denver"' in sent["input"][0]["content"]
+    # A continuation: the provider stores input items, so the block goes to the instructions.
+    with client.responses.create(
+        model="fake-chat",
+        previous_response_id=first.id,
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "Weather in my city?"}]}],
+        stream=True,
+        extra_headers={"X-Memoire-User": "ana"},
+    ) as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+    assert text == "part0 part1 part2 "
+    sent = fake.requests[-1].json()
+    assert len(sent["input"]) == 1
+    assert '"Lives in Denver"' in sent["instructions"]
+    assert not any(k.startswith("x-memoire") for k in fake.requests[-1].headers)
+
+    assert memoire.backlog.flush(10)
+    stored = _wait_for_logs(pg_dsn, 2)
+    assert stored[0]["messages"] == [
+        {"role": "user", "content": "Where do I live?"},
+        {"role": "assistant", "content": RESPONSES_TEXT},
+    ]
+    assert stored[1]["messages"] == [
+        {"role": "user", "content": "Weather in my city?"},
+        {"role": "assistant", "content": "part0 part1 part2 "},
+    ]
+
+
+async def test_wrapped_async_openai_responses(
+    memoire: Memoire, fake: FakeUpstream, upstream_url: str, pg_dsn: str
+) -> None:
+    await memoire.facts.acreate("ana", [DENVER])
+    client = memoire.wrap(
+        openai.AsyncOpenAI(base_url=upstream_url, api_key="sk-app", max_retries=0), user_id="ana"
+    )
+    reply = await client.responses.create(model="fake-chat", input=[{"role": "user", "content": "Home?"}])
+    assert reply.output_text == RESPONSES_TEXT
+    assert '"Lives in Denver"' in fake.requests[-1].json()["input"][0]["content"]
+    stream = await client.responses.create(model="fake-chat", input="And the weather?", stream=True)
+    parts = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+    assert "".join(parts) == "part0 part1 part2 "
     await client.close()
     await memoire.aclose()
     stored = await _await_logs(pg_dsn, 2)
