@@ -25,6 +25,8 @@ import msgspec
 ENV_PREFIX = "MEMOIRE_"
 #: Environment variables with the prefix that are not settings.
 NON_SETTING_ENV = frozenset({"MEMOIRE_CONFIG"})
+#: Short names for settings people set by hand most.
+ENV_ALIASES = {"MEMOIRE_ANTHROPIC_API_KEY": ("upstream", "anthropic_api_key")}
 
 
 class ConfigError(Exception):
@@ -99,6 +101,11 @@ class UpstreamConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     """Seconds an idle upstream connection is kept for reuse."""
     heartbeat_idle: float = 0.0
     """Send an SSE comment after this many silent seconds of a 200 stream; 0 turns heartbeats off."""
+    anthropic_url: str = "https://api.anthropic.com"
+    """Anthropic's base URL, without ``/v1`` (as ``ANTHROPIC_BASE_URL``): ``/anthropic/v1/*`` goes there."""
+    anthropic_api_key: str | None = None
+    """Key sent to Anthropic as ``x-api-key`` when the client sends none of its own (also
+    ``MEMOIRE_ANTHROPIC_API_KEY``)."""
 
 
 class SpoolConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -288,7 +295,7 @@ def env_name(section: str, key: str) -> str:
 
 
 def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, str]], list[str]]:
-    names = {env_name(s, k): (s, k) for s, keys in sections().items() for k in keys}
+    names = {env_name(s, k): (s, k) for s, keys in sections().items() for k in keys} | ENV_ALIASES
     overrides: dict[str, dict[str, str]] = {}
     unknown: list[str] = []
     for var, value in environ.items():

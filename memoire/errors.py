@@ -22,8 +22,9 @@ The tree::
         └── LLMUnavailable (503, code llm_unavailable)
 
 Each error carries its HTTP status. :func:`render` turns any of them into OpenAI's error shape,
-``{"error": {"message", "type", "param", "code"}}``. Lower layers translate their own exceptions into
-these at one boundary, with ``raise ... from exc``.
+``{"error": {"message", "type", "param", "code"}}``; on Anthropic's routes :func:`render_anthropic` gives
+Anthropic's, ``{"type": "error", "error": {"type", "message"}}``, its type named by the status. Lower
+layers translate their own exceptions into these at one boundary, with ``raise ... from exc``.
 """
 
 from __future__ import annotations
@@ -158,6 +159,38 @@ _encoder = msgspec.json.Encoder()
 def render(exc: MemoireError) -> bytes:
     """The JSON body for ``exc``, in OpenAI's error shape."""
     return _encoder.encode(_Body(_Detail(exc.message, exc.type, exc.param, exc.code)))
+
+
+class _AnthropicDetail(msgspec.Struct):
+    type: str
+    message: str
+
+
+class _AnthropicBody(msgspec.Struct):
+    error: _AnthropicDetail
+    type: str = "error"
+
+
+#: Anthropic's error types, by HTTP status (docs.anthropic.com, "Errors").
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+def render_anthropic(exc: MemoireError) -> bytes:
+    """The JSON body for ``exc``, in Anthropic's error shape; the field it names is in the message."""
+    message = (
+        exc.message if exc.param is None or exc.param in exc.message else f"{exc.message} (`{exc.param}`)"
+    )
+    kind = _ANTHROPIC_TYPES.get(exc.status, "api_error")
+    return _encoder.encode(_AnthropicBody(_AnthropicDetail(kind, message)))
 
 
 _MISSING = re.compile(r"missing required field `([^`]+)`")

@@ -24,18 +24,19 @@ from memory.service import EmbedderFactory, Memory
 from memory.spool import Spool
 from proxy import services as services_
 from proxy.admin_jobs import failed_jobs, retry_job, run_task
+from proxy.anthropic_messages import create_message
 from proxy.auth import PUBLIC, Authenticator, auth_middleware
 from proxy.chat import chat_completions
 from proxy.context import memory_context
 from proxy.memory_block import BlockBuilder
 from proxy.metrics import metrics, metrics_middleware
 from proxy.openapi import openapi_config
-from proxy.passthrough import passthrough
+from proxy.passthrough import anthropic_passthrough, passthrough
 from proxy.ratelimit import RateLimiter
 from proxy.response_owners import ResponseOwners
 from proxy.responses import create_response
 from proxy.services import Services
-from proxy.upstream import Upstream
+from proxy.upstream import AnthropicTarget, Upstream
 from worker import queue
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ def create_app(
         app.state.services = Services(
             config=config,
             upstream=upstream,
+            anthropic=AnthropicTarget(config.upstream),
             pool=pool,
             redis=redis,
             intake=intake,
@@ -159,7 +161,9 @@ def create_app(
         route_handlers=[
             chat_completions,
             create_response,
+            create_message,
             passthrough,
+            anthropic_passthrough,
             memory_context,
             healthz,
             readyz,

@@ -2,8 +2,9 @@
 
 A client names its Mémoire key in one of two ways:
 
-- ``Authorization: Bearer mk_…``: the proxy sends the server's provider key upstream instead, so
-  ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY=mk_…`` are the whole set-up;
+- ``Authorization: Bearer mk_…`` (or, as Anthropic's clients send a key, ``x-api-key: mk_…``): the proxy
+  sends the server's provider key upstream instead, so ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY=mk_…`` (or
+  ``ANTHROPIC_BASE_URL`` and ``ANTHROPIC_API_KEY=mk_…``) are the whole set-up;
 - ``X-Memoire-Key: mk_…`` with the client's own provider key in ``Authorization``, passed upstream untouched.
 
 Either way the ``mk_`` key never goes upstream (see :mod:`proxy.upstream`). Lookups are cached in process for
@@ -45,8 +46,8 @@ CACHE_SIZE = 10_000
 LOOKUP_TIMEOUT = 2.0
 
 _NO_KEY = (
-    "No Mémoire API key provided. Send `Authorization: Bearer mk_…`, or your provider key in "
-    "`Authorization` and the Mémoire key in `X-Memoire-Key`."
+    "No Mémoire API key provided. Send `Authorization: Bearer mk_…` (or `x-api-key: mk_…`), or your "
+    "provider key as usual and the Mémoire key in `X-Memoire-Key`."
 )
 _BAD_KEY = (
     "Incorrect Mémoire API key provided. Keys look like mk_… and are created with `memoire keys create`."
@@ -54,8 +55,10 @@ _BAD_KEY = (
 
 
 def presented_key(headers: Headers) -> bytes | None:
-    """The Mémoire key the request carries: ``X-Memoire-Key``, else an ``mk_`` bearer token."""
+    """The Mémoire key the request carries: ``X-Memoire-Key``, else an ``mk_`` bearer token, else an
+    ``mk_`` ``x-api-key`` (how Anthropic's clients send their key)."""
     bearer: bytes | None = None
+    api_key: bytes | None = None
     for name, value in headers:
         if name == b"x-memoire-key":
             return value.strip()
@@ -63,7 +66,9 @@ def presented_key(headers: Headers) -> bytes | None:
             token = value[7:].strip()
             if token.startswith(keys.PREFIX.encode()):
                 bearer = token
-    return bearer
+        elif name == b"x-api-key" and value.strip().startswith(keys.PREFIX.encode()):
+            api_key = value.strip()
+    return bearer or api_key
 
 
 def _bearer(headers: Headers) -> bytes | None:
@@ -169,6 +174,8 @@ def principal_of(scope: Scope) -> Principal:
 PUBLIC = {"public": True}
 #: Route ``opt`` marking a handler that needs the admin key instead of a tenant's.
 ADMIN = {"admin": True}
+#: Route ``opt`` of Anthropic's routes: the proxy's own errors there take Anthropic's shape.
+ANTHROPIC = {"error_shape": "anthropic"}
 
 
 def auth_middleware(app: ASGIApp) -> ASGIApp:
@@ -182,6 +189,7 @@ def auth_middleware(app: ASGIApp) -> ASGIApp:
             return
         services = services_.from_scope(scope)
         headers = cast(Headers, scope["headers"])
+        shape = opt.get("error_shape", "openai")
         try:
             if opt.get("admin"):
                 services.auth.check_admin(headers)
@@ -191,10 +199,10 @@ def auth_middleware(app: ASGIApp) -> ASGIApp:
                 if principal.key_id is not None:
                     await services.limiter.check(principal.key_id, principal.rate_limit)
         except RateLimited as exc:
-            await send_error(send, exc, [(b"retry-after", exc.retry_after_header)])
+            await send_error(send, exc, [(b"retry-after", exc.retry_after_header)], shape)
             return
         except MemoireError as exc:
-            await send_error(send, exc)
+            await send_error(send, exc, shape=shape)
             return
         scope[PRINCIPAL] = principal  # type: ignore[literal-required]
         await cast(Awaitable[Any], app(scope, receive, send))

@@ -13,8 +13,8 @@ import msgspec
 from litestar import asgi
 from litestar.types import HTTPScope, Receive, Scope, Send
 
-from memoire.errors import InvalidJSON, MemoireError, from_validation
-from memory.exchanges import new_id, now
+from memoire.errors import MemoireError, decode
+from memory.exchanges import now
 from memory.extraction.prompt import message_text
 from proxy import services as services_
 from proxy.auth import principal_of
@@ -22,7 +22,7 @@ from proxy.memory_block import inject
 from proxy.passthrough import forward
 from proxy.relay import ClientGone, read_body, relay, send_error
 from proxy.remember import CONTEXT_TURNS, clip, degraded_headers, identity_of, remember
-from proxy.tee import Capture
+from proxy.tee import CHAT, keep
 from proxy.upstream import Headers
 
 log = logging.getLogger(__name__)
@@ -73,12 +73,7 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
     headers = cast(Headers, scope["headers"])
     try:
         body = await read_body(receive, headers, services.config.server.max_body_bytes)
-        try:
-            view = _view.decode(body)
-        except msgspec.ValidationError as exc:
-            raise from_validation(exc) from exc
-        except msgspec.DecodeError as exc:
-            raise InvalidJSON(f"the request body is not valid JSON: {exc}") from exc
+        view = decode(_view, body)
     except ClientGone:
         return
     except MemoireError as exc:
@@ -110,17 +105,15 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         heartbeat=services.config.upstream.heartbeat_idle,
         capture=identity.ingest,
     )
-    if identity.ingest and outcome is not None and 200 <= outcome.status < 300:
-        services.intake.submit(
-            Capture(
-                id=new_id(),
-                tenant_id=principal.tenant_id,
-                user=identity.user,
-                session=identity.session,
-                model=view.model,
-                occurred_at=occurred_at,
-                request_body=body,
-                response_headers=outcome.headers,
-                chunks=outcome.chunks,
-            ).build
+    if identity.ingest:
+        keep(
+            services.intake,
+            outcome,
+            CHAT,
+            tenant_id=principal.tenant_id,
+            user=identity.user,
+            session=identity.session,
+            model=view.model,
+            occurred_at=occurred_at,
+            request_body=body,
         )

@@ -1,4 +1,5 @@
-"""Every other ``/v1/*`` route (models, embeddings, completions, files, audio …), relayed as is.
+"""Every other ``/v1/*`` route (models, embeddings, completions, files, audio …) and ``/anthropic/v1/*``
+route (count_tokens, models …), relayed as is.
 
 Bodies, streams, status codes and headers cross untouched; nothing is recorded.
 
@@ -18,12 +19,13 @@ from litestar.types import HTTPScope, Receive, Scope, Send
 
 from memoire.errors import InvalidField, MemoireError, NotFound, PermissionDenied
 from proxy import services as services_
-from proxy.auth import principal_of
-from proxy.relay import ClientGone, read_body, relay, send_error
+from proxy.auth import ANTHROPIC, principal_of
+from proxy.relay import ClientGone, ErrorShape, read_body, relay, send_error
 from proxy.response_owners import unknown_response
 from proxy.upstream import Headers
 
 _PREFIX = "/v1"
+ANTHROPIC_PREFIX = "/anthropic"
 
 
 def _safe(subpath: str) -> bool:
@@ -67,14 +69,38 @@ def _stateless(method: str, subpath: str) -> bool:
     return path in _STATELESS.get(method, ()) or (method == "GET" and _MODELS.fullmatch(path) is not None)
 
 
+#: Anthropic's operations that keep nothing in the account (batches, files, skills … do).
+_ANTHROPIC_STATELESS = {"POST": frozenset({"/v1/messages", "/v1/messages/count_tokens"})}
+_ANTHROPIC_MODELS = re.compile(r"/v1/models(/[A-Za-z0-9._:@+-]+)?")
+
+
+def _anthropic_stateless(method: str, subpath: str) -> bool:
+    path = unquote(subpath).rstrip("/")
+    return path in _ANTHROPIC_STATELESS.get(method, ()) or (
+        method == "GET" and _ANTHROPIC_MODELS.fullmatch(path) is not None
+    )
+
+
+def _subpath(scope: HTTPScope, prefix: str) -> str:
+    # raw_path keeps the client's percent-encoding (and, unlike a mount's path, no added slash).
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    return raw_path.split(b"?", 1)[0].decode("latin-1").removeprefix(prefix)
+
+
+def _refused(method: str, path: str, own_key: str) -> PermissionDenied:
+    return PermissionDenied(
+        f"{method} {path} keeps state in the provider account that every tenant shares, so it is not"
+        f" called with the server's provider key: send your own provider key in {own_key} and your"
+        " Mémoire key in X-Memoire-Key"
+    )
+
+
 async def forward(scope: Scope, receive: Receive, send: Send) -> None:
     scope = cast(HTTPScope, scope)
     headers = cast(Headers, scope["headers"])
     services = services_.from_scope(scope)
     upstream = services.upstream
-    # raw_path keeps the client's percent-encoding (and, unlike a mount's path, no added slash).
-    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-    subpath = raw_path.split(b"?", 1)[0].decode("latin-1").removeprefix(_PREFIX)
+    subpath = _subpath(scope, _PREFIX)
     if not _safe(subpath):
         await send_error(send, InvalidField("the path must stay under /v1", param="path"))
         return
@@ -96,35 +122,78 @@ async def forward(scope: Scope, receive: Receive, send: Send) -> None:
             await send_error(send, unknown_response(owned.group(1), "id"))
             return
     elif shared and not _stateless(method, subpath):
+        await send_error(send, _refused(method, f"/v1{unquote(subpath)}", "Authorization"))
+        return
+    await _relay_as_is(
+        scope,
+        receive,
+        send,
+        method,
+        upstream.url(subpath, scope["query_string"]),
+        upstream.request_headers(headers),
+        "openai",
+    )
+
+
+async def forward_anthropic(scope: Scope, receive: Receive, send: Send) -> None:
+    """``/anthropic/v1/*`` to Anthropic, as it came; errors of the proxy's own in Anthropic's shape."""
+    scope = cast(HTTPScope, scope)
+    headers = cast(Headers, scope["headers"])
+    target = services_.from_scope(scope).anthropic
+    subpath = _subpath(scope, ANTHROPIC_PREFIX)
+    if not _safe(subpath) or not (subpath == "/v1" or subpath.startswith("/v1/")):
         await send_error(
-            send,
-            PermissionDenied(
-                f"{method} /v1{unquote(subpath)} keeps state in the provider account that every tenant"
-                " shares, so it is not called with the server's provider key: send your own provider key in"
-                " Authorization and your Mémoire key in X-Memoire-Key"
-            ),
+            send, InvalidField("the path must stay under /anthropic/v1", param="path"), None, "anthropic"
         )
         return
+    method = scope["method"]
+    shared = principal_of(scope).key_id is not None and target.uses_server_key(headers)
+    if shared and not _anthropic_stateless(method, subpath):
+        await send_error(send, _refused(method, unquote(subpath), "x-api-key"), None, "anthropic")
+        return
+    await _relay_as_is(
+        scope,
+        receive,
+        send,
+        method,
+        target.url(subpath, scope["query_string"]),
+        target.request_headers(headers),
+        "anthropic",
+    )
+
+
+async def _relay_as_is(
+    scope: HTTPScope, receive: Receive, send: Send, method: str, url: str, headers: Headers, shape: ErrorShape
+) -> None:
+    services = services_.from_scope(scope)
     try:
-        body = await read_body(receive, headers, services.config.server.max_body_bytes)
+        body = await read_body(
+            receive, cast(Headers, scope["headers"]), services.config.server.max_body_bytes
+        )
     except ClientGone:
         return
     except MemoireError as exc:
-        await send_error(send, exc)
+        await send_error(send, exc, None, shape)
         return
     await relay(
-        upstream,
+        services.upstream,
         receive,
         send,
         method=method,
-        url=upstream.url(subpath, scope["query_string"]),
-        headers=upstream.request_headers(headers),
+        url=url,
+        headers=headers,
         body=body,
         extra_headers=[],
         heartbeat=services.config.upstream.heartbeat_idle,
+        error_shape=shape,
     )
 
 
 @asgi(_PREFIX, is_mount=True, copy_scope=True)
 async def passthrough(scope: Scope, receive: Receive, send: Send) -> None:
     await forward(scope, receive, send)
+
+
+@asgi(ANTHROPIC_PREFIX, is_mount=True, copy_scope=True, opt=ANTHROPIC)
+async def anthropic_passthrough(scope: Scope, receive: Receive, send: Send) -> None:
+    await forward_anthropic(scope, receive, send)

@@ -16,11 +16,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Literal, Protocol, cast
 
 from litestar.types import Receive, Send
 
-from memoire.errors import MemoireError, PayloadTooLarge, render
+from memoire.errors import MemoireError, PayloadTooLarge, render, render_anthropic
 from proxy.metrics import UPSTREAM
 from proxy.upstream import Headers, Upstream, UpstreamBroken, UpstreamResponse
 
@@ -78,8 +78,14 @@ async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def send_error(send: Send, exc: MemoireError, extra: Headers | None = None) -> None:
-    body = render(exc)
+#: Whose error shape the proxy's own errors take on a route: OpenAI's, or (``/anthropic``) Anthropic's.
+ErrorShape = Literal["openai", "anthropic"]
+
+
+async def send_error(
+    send: Send, exc: MemoireError, extra: Headers | None = None, shape: ErrorShape = "openai"
+) -> None:
+    body = render_anthropic(exc) if shape == "anthropic" else render(exc)
     await send(
         {
             "type": "http.response.start",
@@ -129,6 +135,7 @@ async def relay(
     heartbeat: float = 0.0,
     capture: bool = False,
     tap: Tap | None = None,
+    error_shape: ErrorShape = "openai",
 ) -> Outcome | None:
     """Forward one request and relay its response. Returns None if the client left or nothing came back."""
     watch = _DisconnectWatch(receive)
@@ -139,7 +146,7 @@ async def relay(
         except MemoireError as exc:
             UPSTREAM.labels(exc.code or "error").observe(time.perf_counter() - started)
             watch.finished = True
-            await send_error(send, exc, extra_headers)
+            await send_error(send, exc, extra_headers, error_shape)
             return None
         UPSTREAM.labels(str(response.status_code)).observe(time.perf_counter() - started)
         try:

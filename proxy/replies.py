@@ -8,6 +8,7 @@ name, and argument fragments), and the usage chunk is kept.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -64,6 +65,17 @@ def sse_data(body: bytes) -> list[bytes]:
     if data:
         events.append(b"\n".join(data))
     return events
+
+
+def sse_objects(body: bytes) -> Iterator[dict[str, Any]]:
+    """The JSON objects an SSE body's events carry, in order; anything else is skipped."""
+    for payload in sse_data(body):
+        try:
+            event = _json.decode(payload)
+        except msgspec.DecodeError:
+            continue
+        if isinstance(event, dict):
+            yield event
 
 
 def from_sse(body: bytes) -> Reply:

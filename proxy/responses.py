@@ -21,18 +21,11 @@ from __future__ import annotations
 import logging
 from typing import cast
 
-import msgspec
 from litestar import asgi
 from litestar.types import HTTPScope, Receive, Scope, Send
 
-from memoire.errors import (
-    InvalidJSON,
-    MemoireError,
-    PermissionDenied,
-    StorageUnavailable,
-    from_validation,
-)
-from memory.exchanges import new_id, now
+from memoire.errors import MemoireError, PermissionDenied, StorageUnavailable, decode
+from memory.exchanges import now
 from memory.response_links import Link
 from proxy import responses_input, responses_reply
 from proxy import services as services_
@@ -41,7 +34,7 @@ from proxy.passthrough import forward
 from proxy.relay import ClientGone, read_body, relay, send_error
 from proxy.remember import degraded_headers, identity_of, remember
 from proxy.response_owners import unknown_response
-from proxy.tee import Capture, Dialect
+from proxy.tee import Dialect, keep
 from proxy.upstream import Headers
 
 log = logging.getLogger(__name__)
@@ -68,12 +61,7 @@ async def create_response(scope: Scope, receive: Receive, send: Send) -> None:
     link: Link | None = None
     try:
         body = await read_body(receive, headers, services.config.server.max_body_bytes)
-        try:
-            view = responses_input.view_decoder.decode(body)
-        except msgspec.ValidationError as exc:
-            raise from_validation(exc) from exc
-        except msgspec.DecodeError as exc:
-            raise InvalidJSON(f"the request body is not valid JSON: {exc}") from exc
+        view = decode(responses_input.view_decoder, body)
         if shared and view.conversation is not None:
             raise PermissionDenied(
                 "`conversation` names a conversation of the provider account that every tenant shares, so"
@@ -132,18 +120,15 @@ async def create_response(scope: Scope, receive: Receive, send: Send) -> None:
         capture=identity.ingest,
         tap=tap,
     )
-    if identity.ingest and outcome is not None and 200 <= outcome.status < 300:
-        services.intake.submit(
-            Capture(
-                id=new_id(),
-                tenant_id=principal.tenant_id,
-                user=identity.user,
-                session=session or (tap.response_id if tap else None),
-                model=view.model,
-                occurred_at=occurred_at,
-                request_body=body,
-                response_headers=outcome.headers,
-                chunks=outcome.chunks,
-                dialect=RESPONSES,
-            ).build
+    if identity.ingest:
+        keep(
+            services.intake,
+            outcome,
+            RESPONSES,
+            tenant_id=principal.tenant_id,
+            user=identity.user,
+            session=session or (tap.response_id if tap else None),
+            model=view.model,
+            occurred_at=occurred_at,
+            request_body=body,
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from proxy.replies import Reply, decode_body, sse_data
+from proxy.replies import Reply, decode_body, sse_objects
 
 _json = msgspec.json.Decoder()
 
@@ -72,13 +72,7 @@ def from_sse(body: bytes) -> Reply:
     started: dict[int, dict[str, Any]] = {}
     partial: dict[int, list[str]] = {}
     model: str | None = None
-    for payload in sse_data(body):
-        try:
-            event = _json.decode(payload)
-        except msgspec.DecodeError:
-            continue
-        if not isinstance(event, dict):
-            continue
+    for event in sse_objects(body):
         kind = event.get("type")
         response = event.get("response")
         if isinstance(response, dict):

@@ -17,7 +17,7 @@ from memory.service import Memory
 from proxy.memory_block import BlockBuilder
 from proxy.ratelimit import RateLimiter
 from proxy.response_owners import ResponseOwners
-from proxy.upstream import Upstream
+from proxy.upstream import AnthropicTarget, Upstream
 
 if TYPE_CHECKING:
     from proxy.auth import Authenticator
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 class Services:
     config: Config
     upstream: Upstream
+    anthropic: AnthropicTarget
     pool: asyncpg.Pool
     redis: ArqRedis
     intake: Intake

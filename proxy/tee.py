@@ -22,8 +22,10 @@ from typing import Any
 
 import msgspec
 
-from memory.exchanges import Exchange
+from memory.exchanges import Exchange, new_id
+from memory.intake import Intake
 from proxy import replies
+from proxy.relay import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +103,35 @@ class Capture:
             usage=reply.usage,
             occurred_at=self.occurred_at,
         )
+
+
+def keep(
+    intake: Intake,
+    outcome: Outcome | None,
+    dialect: Dialect,
+    *,
+    tenant_id: uuid.UUID,
+    user: str,
+    session: str | None,
+    model: str | None,
+    occurred_at: datetime,
+    request_body: bytes,
+) -> None:
+    """Hand a call that succeeded to the intake, as a :class:`Capture` it builds later; any other is not
+    an exchange (the provider refused it, or the client left)."""
+    if outcome is None or not 200 <= outcome.status < 300:
+        return
+    intake.submit(
+        Capture(
+            id=new_id(),
+            tenant_id=tenant_id,
+            user=user,
+            session=session,
+            model=model,
+            occurred_at=occurred_at,
+            request_body=request_body,
+            response_headers=outcome.headers,
+            chunks=outcome.chunks,
+            dialect=dialect,
+        ).build
+    )

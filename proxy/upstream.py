@@ -1,4 +1,4 @@
-"""The upstream provider: one pooled HTTP client, and the headers that may cross the proxy.
+"""The upstream providers: one pooled HTTP client, and the headers that may cross the proxy.
 
 The client is aiohttp's, not httpx's (which the rest of Mémoire uses): on the hot path httpx's pool scans
 every pooled connection, with a readability syscall each, on every request, so its cost grows with the
@@ -16,8 +16,9 @@ more; in particular a client that asks for no compression gets none. Bodies pass
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import aiohttp
 from multidict import CIMultiDict
@@ -149,38 +150,12 @@ class Upstream:
         With ``readable_encodings``, ``accept-encoding`` keeps only the codings the tee can read back
         (gzip, deflate), so a recorded reply is never lost to a coding we cannot decode.
         """
-        drop = _NOT_FORWARDED | _connection_tokens(incoming)
-        out: Headers = []
-        has_auth = has_encoding = False
-        for name, value in incoming:
-            if name in drop or name.startswith(_MEMOIRE_PREFIX):
-                continue
-            if name == b"authorization":
-                if _is_memoire_bearer(value):
-                    continue  # a Mémoire key never leaves: the server's provider key goes instead
-                has_auth = True
-            elif name == b"accept-encoding":
-                if readable_encodings:
-                    value = _readable(value)
-                    if not value:
-                        continue
-                has_encoding = True
-            out.append((name, value))
-        if not has_auth and self._auth is not None:
-            out.append(self._auth)
-        if not has_encoding:
-            out.append((b"accept-encoding", b"identity"))
-        return out
+        return _outgoing(incoming, _OPENAI_CREDENTIALS, self._auth, readable_encodings)
 
     def uses_server_key(self, incoming: Headers) -> bool:
         """Whether this request goes upstream with the server's provider key (the client sent none of its
         own: no ``Authorization``, or a Mémoire key in it)."""
-        if self._auth is None:
-            return False
-        for name, value in incoming:
-            if name == b"authorization" and not _is_memoire_bearer(value):
-                return False
-        return True
+        return self._auth is not None and not _has_own_credential(incoming, _OPENAI_CREDENTIALS)
 
     @staticmethod
     def response_headers(response: UpstreamResponse) -> Headers:
@@ -191,11 +166,7 @@ class Upstream:
 
     def url(self, subpath: str, query: bytes) -> str:
         """The upstream URL for ``/v1{subpath}``; path and query stay percent-encoded as received."""
-        return (
-            f"{self.base_url}{subpath}?{_text(query, b'query string')}"
-            if query
-            else f"{self.base_url}{subpath}"
-        )
+        return _join(self.base_url, subpath, query)
 
     async def open(self, method: str, url: str, headers: Headers, body: bytes) -> UpstreamResponse:
         """Send the request and return the response with its body still unread.
@@ -210,7 +181,7 @@ class Upstream:
                     method,
                     URL(url, encoded=True),  # path and query as received: no re-encoding, no normalising
                     headers=outgoing,
-                    data=body if body or method not in _BODILESS else None,
+                    data=_payload(body, method),
                     allow_redirects=False,
                 )
         except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors
@@ -220,9 +191,105 @@ class Upstream:
         return UpstreamResponse(response)
 
 
+def _is_memoire_key(value: bytes) -> bool:
+    return value.strip().startswith(b"mk_")
+
+
+class AnthropicTarget:
+    """Anthropic's API, reached through the same pooled client: its base URL, and its headers' rules.
+
+    Anthropic's clients send their key as ``x-api-key`` (or, for OAuth tokens, ``Authorization: Bearer``).
+    A Mémoire key in either place is dropped, and the server's ``upstream.anthropic_api_key`` goes as
+    ``x-api-key`` when the client sent no credential of its own. Every other header (``anthropic-version``,
+    ``anthropic-beta`` …) crosses as it came.
+    """
+
+    def __init__(self, config: UpstreamConfig) -> None:
+        self.base_url = config.anthropic_url.rstrip("/")
+        key = config.anthropic_api_key
+        self._auth = (b"x-api-key", key.encode()) if key else None
+
+    def url(self, subpath: str, query: bytes) -> str:
+        """The upstream URL for ``/anthropic{subpath}`` (``subpath`` starts with ``/v1``)."""
+        return _join(self.base_url, subpath, query)
+
+    def request_headers(self, incoming: Headers) -> Headers:
+        return _outgoing(incoming, _ANTHROPIC_CREDENTIALS, self._auth, True)
+
+    def uses_server_key(self, incoming: Headers) -> bool:
+        """Whether this request goes upstream with the server's Anthropic key (it carries no credential
+        of its own)."""
+        return self._auth is not None and not _has_own_credential(incoming, _ANTHROPIC_CREDENTIALS)
+
+
+#: The headers that carry a provider credential, each with the test for a Mémoire key in it.
+_OPENAI_CREDENTIALS: Mapping[bytes, Callable[[bytes], bool]] = {b"authorization": _is_memoire_bearer}
+_ANTHROPIC_CREDENTIALS: Mapping[bytes, Callable[[bytes], bool]] = {
+    b"authorization": _is_memoire_bearer,
+    b"x-api-key": _is_memoire_key,
+}
+
+
+def _has_own_credential(incoming: Headers, credentials: Mapping[bytes, Callable[[bytes], bool]]) -> bool:
+    return any(name in credentials and not credentials[name](value) for name, value in incoming)
+
+
+def _outgoing(
+    incoming: Headers,
+    credentials: Mapping[bytes, Callable[[bytes], bool]],
+    server_auth: tuple[bytes, bytes] | None,
+    readable_encodings: bool,
+) -> Headers:
+    """The client's headers as they go upstream: hop-by-hop and Mémoire's own dropped, a credential that is
+    a Mémoire key dropped (``server_auth`` goes when the client sent no credential of its own), and with
+    ``readable_encodings`` only the codings the tee can read back (gzip, deflate) accepted."""
+    drop = _NOT_FORWARDED | _connection_tokens(incoming)
+    out: Headers = []
+    has_auth = has_encoding = False
+    for name, value in incoming:
+        if (
+            name in drop
+            or name.startswith(_MEMOIRE_PREFIX)
+            or (name == b"x-api-key" and _is_memoire_key(value))
+        ):
+            continue  # (the auth middleware takes an ``mk_`` key from x-api-key on every route)
+        is_memoire = credentials.get(name)
+        if is_memoire is not None:
+            if is_memoire(value):
+                continue  # a Mémoire key never leaves: the server's provider key goes instead
+            has_auth = True
+        elif name == b"accept-encoding":
+            if readable_encodings:
+                value = _readable(value)
+                if not value:
+                    continue
+            has_encoding = True
+        out.append((name, value))
+    if not has_auth and server_auth is not None:
+        out.append(server_auth)
+    if not has_encoding:
+        out.append((b"accept-encoding", b"identity"))
+    return out
+
+
+def _payload(body: bytes, method: str) -> bytes | io.BytesIO | None:
+    """The body as aiohttp sends it: a large one (a coding agent's images and history) as a stream, which
+    aiohttp writes in chunks instead of in one call that would hold the event loop."""
+    if len(body) > _LARGE_BODY:
+        return io.BytesIO(body)
+    return body if body or method not in _BODILESS else None
+
+
+#: Bytes past which aiohttp writes a body in chunks (its own threshold for a warning).
+_LARGE_BODY = 1024 * 1024
 #: Methods sent without a body when the client sent none (aiohttp still adds ``Content-Length: 0`` to a
 #: DELETE, as HTTP allows).
 _BODILESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+
+
+def _join(base_url: str, subpath: str, query: bytes) -> str:
+    """``base_url`` and ``subpath``, with the query; both stay percent-encoded as received."""
+    return f"{base_url}{subpath}?{_text(query, b'query string')}" if query else f"{base_url}{subpath}"
 
 
 def _text(raw: bytes, what: bytes) -> str:

@@ -180,7 +180,7 @@ def start_proxy(
         **sections: dict[str, Any],
     ) -> ServerThread:
         base: dict[str, dict[str, Any]] = {
-            "upstream": {"url": upstream_url},
+            "upstream": {"url": upstream_url, "anthropic_url": upstream_url.removesuffix("/v1")},
             "redis": {"url": redis_url},
             "spool": {"path": str(tmp_path / "spool.sqlite3"), "retry_min": 0.05, "retry_max": 0.3},
             "database": {"pool_min": 1, "pool_max": 4, "connect_timeout": 1.0},

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from memoire.cli import _parser
-from memoire.config import Config, env_name, load, sections
+from memoire.config import ENV_ALIASES, Config, env_name, load, sections
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -260,17 +260,22 @@ def test_interpolated_variables_are_settings_too() -> None:
     names = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE.read_text(encoding="utf-8")))
     memoire = {n for n in names if n.startswith("MEMOIRE_")}
     assert memoire, "the upstream URL and key come from the host environment"
-    settings = {env_name(section, key) for section, keys in sections().items() for key in keys}
+    settings = {env_name(section, key) for section, keys in sections().items() for key in keys} | set(
+        ENV_ALIASES
+    )
     assert memoire <= settings, sorted(memoire - settings)
 
 
 @pytest.mark.parametrize("name", sorted(BUILT))
 def test_upstream_is_taken_from_the_host_environment(name: str) -> None:
-    shell = {"MEMOIRE_UPSTREAM_URL": "https://llm.example.com/v1", "MEMOIRE_UPSTREAM_API_KEY": "sk-test"}
+    shell = {"MEMOIRE_UPSTREAM_URL": "https://llm.example.com/v1", "MEMOIRE_UPSTREAM_API_KEY": "sk-test",
+             "MEMOIRE_ANTHROPIC_API_KEY": "sk-ant-test"}  # fmt: skip
     config, unknown = _container_config(name, shell)
     assert unknown == []
     assert config.upstream.url == "https://llm.example.com/v1"
     assert config.upstream.api_key == "sk-test"
+    assert config.upstream.anthropic_url == "https://api.anthropic.com"
+    assert config.upstream.anthropic_api_key == "sk-ant-test"
 
 
 def test_api_is_reachable_on_8080() -> None:

@@ -40,6 +40,15 @@ def test_short_forms_and_section_keys_override() -> None:
     assert config.upstream.read_timeout == 30.0
     assert config.server.port == 9000
     assert config.upstream.heartbeat_idle == 2.5
+    # Anthropic's server key has the short name people look for, beside its section name.
+    short, unknown = load(
+        {"MEMOIRE_ANTHROPIC_API_KEY": "sk-ant-1", "MEMOIRE_UPSTREAM_ANTHROPIC_URL": "http://a"}
+    )
+    assert (short.upstream.anthropic_api_key, short.upstream.anthropic_url, unknown) == (
+        "sk-ant-1",
+        "http://a",
+        [],
+    )
 
 
 def test_environment_beats_file_and_flags_beat_environment(tmp_path: Path) -> None:

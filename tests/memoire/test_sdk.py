@@ -45,7 +45,9 @@ def key(server: ServerThread) -> str:
 
 @pytest.fixture
 def memoire(server: ServerThread, key: str) -> Iterator[Memoire]:
-    client = Memoire(api_key=key, base_url=f"{server.url}/v1")
+    # These tests are about what a wrapped call sends and keeps, not about the recall budget (see
+    # test_a_hanging_memoire_costs_at_most_the_recall_budget): a loaded CI machine must not drop the block.
+    client = Memoire(api_key=key, base_url=f"{server.url}/v1", recall_timeout=2.0)
     yield client
     client.close()
 

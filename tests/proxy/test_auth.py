@@ -66,6 +66,10 @@ def test_bearer_mk_key_sends_the_servers_provider_key_upstream(
     sent = fake.requests[-1].headers
     assert sent["authorization"] == f"Bearer {SERVER_PROVIDER_KEY}"
     assert key not in json.dumps(sent)
+    # Sent the way Anthropic's clients send a key, it is taken, and never forwarded either.
+    response = http.post("/v1/chat/completions", json=ASK, headers={"x-api-key": key})
+    assert response.status_code == 200, response.text
+    assert key not in json.dumps(fake.requests[-1].headers)
 
 
 def test_x_memoire_key_passes_the_clients_provider_key_untouched(

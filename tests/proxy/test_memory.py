@@ -15,13 +15,13 @@ import tiktoken
 
 from memoire.errors import EmbedderUnavailable
 from proxy.memory_block import CLOSE, OPEN
-from tests.conftest import ProxyFactory, fetch_sync, make_config
+from tests.conftest import ProxyFactory, fetch_sync
+from tests.support.extraction import extract_pending
 from tests.support.life import LIFE
 from tests.support.llm import FakeLLM
 from tests.support.servers import ServerThread
 from tests.support.services import StoppablePostgres
 from tests.support.upstream import FakeUpstream
-from tests.worker.test_tasks import run_burst
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -348,12 +348,7 @@ async def test_end_to_end_a_fact_said_in_one_call_reaches_the_next_calls_system_
         from tests.conftest import eventually
 
         await eventually(stored)
-        cfg = make_config(
-            redis={"url": redis_url},
-            database={"pool_min": 1},
-            llm={"provider": "openai-compatible", "base_url": llm_url, "model": "fake"},
-        )
-        await run_burst(cfg, pg_dsn, embedder)
+        await extract_pending(llm_url, redis_url, pg_dsn, embedder)
         second = await http.post(
             "/v1/chat/completions",
             json={

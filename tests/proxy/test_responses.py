@@ -16,14 +16,14 @@ import pytest
 
 from proxy import responses_reply
 from proxy.memory_block import OPEN
-from tests.conftest import ProxyFactory, eventually, fetch_sync, make_config, wait_until
+from tests.conftest import ProxyFactory, fetch_sync, wait_until
 from tests.proxy.test_auth import ADMIN, SERVER_PROVIDER_KEY, new_key
 from tests.proxy.test_memory import block_of, remember
 from tests.support import responses_fake
+from tests.support.extraction import conversations_read
 from tests.support.llm import FakeLLM
 from tests.support.servers import ServerThread
 from tests.support.upstream import FakeUpstream
-from tests.worker.test_tasks import run_burst
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -344,29 +344,19 @@ async def test_extraction_reads_a_responses_exchange_as_the_same_chat(
     db: asyncpg.Pool,
 ) -> None:
     said = "I just moved to Denver!"
-    async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as http:
-        for path, body in (
+    conversations = await conversations_read(
+        proxy.url,
+        [
             ("/v1/chat/completions", {"model": "fake-chat", "messages": [{"role": "user", "content": said}]}),
             ("/v1/responses", {"model": "fake-chat", "input": said, "stream": True}),
-        ):
-            response = await http.post(path, json=body, headers={"x-memoire-user": f"u{len(path)}"})
-            assert response.status_code == 200
-
-        async def both() -> bool:
-            return await db.fetchval("SELECT count(*) FROM chat_logs") == 2
-
-        await eventually(both)
-    cfg = make_config(
-        redis={"url": redis_url},
-        database={"pool_min": 1},
-        llm={"provider": "openai-compatible", "base_url": llm_url, "model": "fake"},
+        ],
+        llm=llm,
+        llm_url=llm_url,
+        redis_url=redis_url,
+        pg_dsn=pg_dsn,
+        embedder=embedder,
+        db=db,
     )
-    await run_burst(cfg, pg_dsn, embedder)
-    conversations = sorted(
-        (json.loads(prompt.split("Conversation (data):\n", 1)[1]) for prompt in llm.prompts()),
-        key=lambda turns: turns[-1]["content"],
-    )
-    # The same words by the user, each reply as its fake gave it.
     assert conversations == [
         [
             {"role": "user", "content": said},

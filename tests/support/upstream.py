@@ -80,6 +80,19 @@ class FakeUpstream:
             left.cancel()
 
     async def _respond(self, request: Recorded, left: asyncio.Future[Any], send: Any) -> None:
+        if request.path == "/v1/models" and "anthropic-version" in request.headers:
+            model = {
+                "id": "claude-fake",
+                "type": "model",
+                "display_name": "Claude Fake",
+                "created_at": "2026-01-01T00:00:00Z",
+            }
+            await _json(
+                send,
+                200,
+                {"data": [model], "has_more": False, "first_id": "claude-fake", "last_id": "claude-fake"},
+            )
+            return
         if request.path == "/v1/models":
             await _json(send, 200, {"object": "list", "data": [{"id": "fake-chat", "object": "model"}]})
             return
@@ -96,7 +109,10 @@ class FakeUpstream:
             )
             return
         if request.path == "/v1/messages" and request.method == "POST":
-            await self._anthropic(request, send)
+            await self._anthropic(request, left, send)
+            return
+        if request.path == "/v1/messages/count_tokens":
+            await _json(send, 200, {"input_tokens": len(request.body) // 4}, anthropic_fake.HEADERS)
             return
         if request.path.startswith("/v1/responses"):
             await self._responses(request, left, send)
@@ -172,21 +188,29 @@ class FakeUpstream:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _anthropic(self, request: Recorded, send: Any) -> None:
+    async def _anthropic(self, request: Recorded, left: asyncio.Future[Any], send: Any) -> None:
         data = request.json()
         model = data.get("model", "claude-fake")
+        if model.startswith("claude-error-"):
+            status = int(model.rsplit("-", 1)[1])
+            extra = [(b"retry-after", b"7")] if status == 429 else []
+            await _json(send, status, anthropic_fake.error(status), [*anthropic_fake.HEADERS, *extra])
+            return
         if not data.get("stream"):
-            await _json(send, 200, anthropic_fake.message(model))
+            await _json(send, 200, anthropic_fake.message(model), anthropic_fake.HEADERS)
             return
         count = int(request.headers.get("x-fake-chunks", "3"))
+        interval = float(request.headers.get("x-fake-interval", "0"))
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+                "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), *anthropic_fake.HEADERS],
             }
         )
-        for event in anthropic_fake.stream_events(model, count):
+        for i, event in enumerate(anthropic_fake.stream_events(model, count)):
+            if i > 0 and interval:
+                await _sleep_unless_left(left, interval)
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
