@@ -35,6 +35,22 @@ async def record(conn: Connection, tenant_id: uuid.UUID, response_id: str, user:
     )
 
 
+async def record_many(conn: Connection, links: list[tuple[uuid.UUID, str, str, str]]) -> None:
+    """Link each ``(tenant_id, response_id, user, session)`` in one statement; first links stay."""
+    if not links:
+        return
+    tenants, ids, users, sessions = (list(column) for column in zip(*links, strict=True))
+    await conn.execute(
+        """INSERT INTO response_links (tenant_id, response_id, end_user, session)
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+           ON CONFLICT (tenant_id, response_id) DO NOTHING""",
+        tenants,
+        ids,
+        users,
+        sessions,
+    )
+
+
 async def find(conn: Connection, tenant_id: uuid.UUID, response_id: str) -> Link | None:
     """The tenant's link for ``response_id``; None when another tenant, or nobody, created it."""
     row = await conn.fetchrow(

@@ -51,11 +51,8 @@ class Tap(Protocol):
     """Reads the start of a response as it is relayed (the Responses route learns the response's id)."""
 
     def feed(self, chunk: bytes) -> bool:
-        """Look at ``chunk`` before it is sent on; True once no more chunks are needed."""
-        ...
-
-    async def settle(self) -> None:
-        """What the tap started, finished before the response's end is sent."""
+        """Look at ``chunk`` before it is sent on; True once no more chunks are needed. It must not
+        block: what it starts runs behind the relay."""
         ...
 
 
@@ -196,8 +193,6 @@ async def _relay_response(
     except UpstreamBroken as exc:
         log.warning("upstream failed mid-response (%s); aborting the client's connection", type(exc).__name__)
         raise UpstreamBroke(str(exc)) from exc
-    if tap is not None:
-        await tap.settle()
     watch.finished = True
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return outcome

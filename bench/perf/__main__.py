@@ -21,8 +21,11 @@ import httpx
 import uvloop
 
 from bench.locomo.report import machine
-from bench.perf import corpus, ingest, overhead, recall_scale, report
+from bench.perf import corpus, dialects, ingest, overhead, recall_scale, report
 from bench.perf.stack import MODEL_DIR, ROOT, PerfStack
+
+#: The run's sections, in the order they run.
+SECTIONS = ("latency", "dialects", "streams", "max-rate", "ingest", "recall-scale", "soak")
 
 
 def _ints(text: str) -> list[int]:
@@ -47,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-locomo", action="store_true", help="leave the LoCoMo quality run out")
     quick = "a short look: 1 round of 1 s, levels 1,16, 10k facts, 30 s soak, no LoCoMo"
     p.add_argument("--quick", action="store_true", help=quick)
+    p.add_argument("--only", choices=SECTIONS, action="append", default=None,
+                   help="run only this section (repeatable); default: all")  # fmt: skip
     return p
 
 
@@ -67,38 +72,51 @@ async def _measure(stack: PerfStack, args: argparse.Namespace, results: dict[str
     results["rss_mb"] = {"memoire at start": round(stack.rss("memoire") / 2**20, 1)}
     if stack.litellm:
         results["rss_mb"]["litellm at start"] = round(stack.rss("litellm") / 2**20, 1)
-    print("latency …", flush=True)
+    wanted = set(args.only or SECTIONS)
     plain = overhead.targets(stack, stream=False, questions=60_000)
-    runs = await overhead.interleaved(plain, args.concurrency, rounds=args.rounds, duration=args.duration)
-    results["latency"] = overhead.latency_report(runs, args.rounds * args.duration)
-    print("streams …", flush=True)
-    streamed = overhead.targets(stack, stream=True, questions=20_000)
-    runs = await overhead.interleaved(streamed, args.concurrency, rounds=args.rounds, duration=args.duration)
-    results["streams"] = overhead.stream_report(runs)
-    print("max rate …", flush=True)
-    results["max_rate"] = {
-        name: await overhead.max_rate(target, step_seconds=args.rate_step) for name, target in plain.items()
-    }
+    if "latency" in wanted:
+        print("latency …", flush=True)
+        runs = await overhead.interleaved(plain, args.concurrency, rounds=args.rounds, duration=args.duration)
+        results["latency"] = overhead.latency_report(runs, args.rounds * args.duration)
+    if "dialects" in wanted:
+        print("the three APIs …", flush=True)
+        levels = [level for level in args.concurrency if level in (1, 16)] or args.concurrency[:1]
+        results["dialects"] = await dialects.run(stack, levels, rounds=args.rounds, duration=args.duration)
+    if "streams" in wanted:
+        print("streams …", flush=True)
+        streamed = overhead.targets(stack, stream=True, questions=20_000)
+        runs = await overhead.interleaved(
+            streamed, args.concurrency, rounds=args.rounds, duration=args.duration
+        )
+        results["streams"] = overhead.stream_report(runs)
+    if "max-rate" in wanted:
+        print("max rate …", flush=True)
+        results["max_rate"] = {
+            name: await overhead.max_rate(target, step_seconds=args.rate_step)
+            for name, target in plain.items()
+        }
     results["rss_mb"]["memoire after load"] = round(stack.rss("memoire") / 2**20, 1)
     if stack.litellm:
         results["rss_mb"]["litellm after load"] = round(stack.rss("litellm") / 2**20, 1)
-    print("ingest …", flush=True)
-    accepted = await ingest.acceptance(stack, [1, 16, 64], duration=max(args.duration, 2.0))
-    results["ingest"] = {
-        "acceptance": accepted,
-        "worker": await ingest.worker_throughput(stack, args.worker_seconds),
-    }
-    print("recall at scale …", flush=True)
-    results["recall_scale"] = await recall_scale.run(
-        stack.dsn,
-        stack.tenant_id,
-        stack.memoire,
-        stack.key,
-        str(MODEL_DIR),
-        args.recall_sizes,
-        args.recall_requests,
-    )
-    if args.soak > 0:
+    if "ingest" in wanted:
+        print("ingest …", flush=True)
+        accepted = await ingest.acceptance(stack, [1, 16, 64], duration=max(args.duration, 2.0))
+        results["ingest"] = {
+            "acceptance": accepted,
+            "worker": await ingest.worker_throughput(stack, args.worker_seconds),
+        }
+    if "recall-scale" in wanted:
+        print("recall at scale …", flush=True)
+        results["recall_scale"] = await recall_scale.run(
+            stack.dsn,
+            stack.tenant_id,
+            stack.memoire,
+            stack.key,
+            str(MODEL_DIR),
+            args.recall_sizes,
+            args.recall_requests,
+        )
+    if args.soak > 0 and "soak" in wanted:
         print(f"soak ({args.soak:.0f} s) …", flush=True)
         soak_target = overhead.targets(stack, stream=True, questions=40_000, seed=17)["memoire-recall"]
         results["soak"] = await overhead.soak(stack, soak_target, rate=50, seconds=args.soak)

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench.perf import dialects
+
 MODES = ["memoire-off", "memoire-recall", "litellm"]
 
 
@@ -45,6 +47,15 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                 measured = f"{ratio:.1f}× ({ours:.2f} vs {theirs:.2f} ms)"
                 out.append((f"overhead vs LiteLLM, p50, concurrency {level}", "≥ 5× lower", measured,
                             ratio >= 5 and clean))  # fmt: skip
+    for level, row in results.get("dialects", {}).items():
+        worst = max(
+            (r for name, e in row.items() if "ratio" in e for r in e["ratio"].values() if r is not None),
+            default=None,
+        )
+        measured = "not measurable" if worst is None else f"worst {worst:.2f}×"
+        out.append((f"responses and anthropic added latency vs chat's, concurrency {level}",
+                    f"≤ {dialects.WITHIN:.2f}× (p50 and p99, off and recall)", measured,
+                    dialects.within(row)))  # fmt: skip
     streams = results.get("streams", {})
     if "1" in streams and "memoire-recall" in streams["1"]:
         first = streams["1"]["memoire-recall"]["first_event_added"]["p50"]
@@ -123,6 +134,8 @@ def markdown(results: dict[str, Any]) -> str:
                     f"| {row[name]['errors']} "
                     f"| {direct['p50']:.2f} / {direct['p99']:.2f} |"
                 )
+    if results.get("dialects"):
+        lines += dialects.markdown(results["dialects"])
     lines += ["", "## Streams (ms): first event added over direct, and gap distortion p99", ""]
     lines += [
         "| concurrency | mode | first event +p50 | +p99 | gap distortion p99 |",

@@ -154,6 +154,8 @@ class PerfStack:
             "MEMOIRE_REDIS_URL": REDIS_URL,
             "MEMOIRE_UPSTREAM_URL": self.upstream,
             "MEMOIRE_UPSTREAM_API_KEY": "sk-fake-upstream",
+            "MEMOIRE_UPSTREAM_ANTHROPIC_URL": self.upstream.removesuffix("/v1"),
+            "MEMOIRE_ANTHROPIC_API_KEY": "sk-fake-upstream",
             "MEMOIRE_EMBEDDINGS_MODEL_DIR": str(MODEL_DIR),
             "MEMOIRE_SPOOL_PATH": str(self.tmp / "spool.sqlite3"),
         }

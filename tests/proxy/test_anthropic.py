@@ -33,6 +33,13 @@ SERVER_ANTHROPIC_KEY = "sk-ant-server-side"
 
 
 @pytest.fixture
+def proxy(start_proxy: ProxyFactory) -> ServerThread:
+    """The proxy, with a recall budget no loaded machine misses: these tests are about what is sent and
+    kept (the budget is tested in test_outage.py), and a cold embedder's first batch can take 150 ms."""
+    return start_proxy(memory={"recall_timeout": 5.0})
+
+
+@pytest.fixture
 def http(proxy: ServerThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=proxy.url, timeout=30) as client:
         yield client
@@ -219,7 +226,7 @@ def test_a_growing_conversation_keeps_everything_before_the_block(
 def test_system_placement_goes_after_the_last_cache_breakpoint(
     start_proxy: ProxyFactory, fake: FakeUpstream
 ) -> None:
-    proxy = start_proxy(memory={"placement": "system"})
+    proxy = start_proxy(memory={"placement": "system", "recall_timeout": 5.0})
     system = [SYSTEM[0], {"type": "text", "text": "Today is Monday."}]
     with httpx.Client(base_url=proxy.url) as http:
         remember(http, "erin", DENVER)

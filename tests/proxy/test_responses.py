@@ -31,6 +31,13 @@ DENVER = {"text": "Lives in Denver", "slot": "home_city", "value": "Denver"}
 
 
 @pytest.fixture
+def proxy(start_proxy: ProxyFactory) -> ServerThread:
+    """The proxy, with a recall budget no loaded machine misses: these tests are about what is sent and
+    kept (the budget is tested in test_outage.py), and a cold embedder's first batch can take 150 ms."""
+    return start_proxy(memory={"recall_timeout": 5.0})
+
+
+@pytest.fixture
 def http(proxy: ServerThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=proxy.url, timeout=30) as client:
         yield client
@@ -205,7 +212,7 @@ def test_identity_order_header_user_safety_identifier(
 def test_system_placement_puts_the_block_after_the_clients_instructions(
     start_proxy: ProxyFactory, fake: FakeUpstream
 ) -> None:
-    proxy = start_proxy(memory={"placement": "system"})
+    proxy = start_proxy(memory={"placement": "system", "recall_timeout": 5.0})
     with httpx.Client(base_url=proxy.url) as http:
         remember(http, "erin", DENVER)
         response = http.post(
@@ -307,6 +314,23 @@ class TestSharedProviderKey:
         assert len(fake.requests) == before
         a.responses.delete(created.id)
         assert created.id not in fake.stored
+
+    def test_another_api_process_honours_the_link(
+        self, server: ServerThread, keys: tuple[str, str], start_proxy: ProxyFactory, pg_dsn: str
+    ) -> None:
+        created = self.client(server, keys[0]).responses.create(model="fake-chat", input="hello")
+        wait_until(
+            lambda: fetch_sync(pg_dsn, "SELECT 1 FROM response_links WHERE response_id = $1", created.id)
+        )
+        other = start_proxy(
+            auth={"enabled": True, "admin_key": ADMIN}, upstream={"api_key": SERVER_PROVIDER_KEY}
+        )
+        again = self.client(other, keys[0]).responses.create(
+            model="fake-chat", input="again", previous_response_id=created.id
+        )
+        assert again.previous_response_id == created.id
+        with pytest.raises(openai.NotFoundError):
+            self.client(other, keys[1]).responses.retrieve(created.id)
 
     def test_shared_account_objects_stay_closed(
         self, server: ServerThread, keys: tuple[str, str], fake: FakeUpstream

@@ -1,0 +1,130 @@
+"""The three APIs side by side: what Mémoire adds to chat completions, the Responses API and Anthropic's
+Messages API, memory off and recall on, in the same interleaved run.
+
+Each API has its own ``direct`` mode (the same request to the fake upstream, which answers each dialect in
+its own format) and its added latency is taken over it. The Responses modes let the upstream store the
+response (the default), so every call also links its response id (:mod:`proxy.response_owners`).
+
+Reported per concurrency: added p50 and p99 per API and mode, and each one's ratio to chat's; the target is
+a ratio of at most 1.10.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.perf import corpus
+from bench.perf.loadgen import Sample, Target
+from bench.perf.overhead import PERF_USER, SYSTEM, interleaved
+from bench.perf.stack import PerfStack
+from bench.perf.stats import summary
+
+DIALECTS = ("chat", "responses", "anthropic")
+#: A dialect's added latency may be at most this many times chat's.
+WITHIN = 1.10
+
+
+def _bodies(dialect: str, asked: list[str]) -> list[dict[str, object]]:
+    if dialect == "responses":
+        return [{"model": "fake-chat", "user": PERF_USER, "instructions": SYSTEM["content"], "input": q}
+                for q in asked]  # fmt: skip
+    if dialect == "anthropic":
+        return [{"model": "claude-bench", "max_tokens": 256, "metadata": {"user_id": PERF_USER},
+                 "system": SYSTEM["content"], "messages": [{"role": "user", "content": q}]}
+                for q in asked]  # fmt: skip
+    return [{"model": "fake-chat", "user": PERF_USER, "messages": [SYSTEM, {"role": "user", "content": q}]}
+            for q in asked]  # fmt: skip
+
+
+_PATHS = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "anthropic": "/anthropic/v1/messages"}
+_DIRECT = {"chat": "/chat/completions", "responses": "/responses", "anthropic": "/messages"}
+
+
+def targets(stack: PerfStack, questions: int = 30_000, seed: int = 23) -> dict[str, Target]:
+    """``<dialect>-direct``, ``<dialect>-off`` and ``<dialect>-recall`` for each dialect."""
+    asked = [f"{q} (#{seed}-{n})" for n, q in enumerate(corpus.questions(questions, seed=seed))]
+    modes: dict[str, Target] = {}
+    for dialect in DIALECTS:
+        bodies = _bodies(dialect, asked)
+        if dialect == "anthropic":
+            key = {"x-api-key": stack.key, "anthropic-version": "2023-06-01"}
+            upstream = {"x-api-key": "sk-fake-upstream", "anthropic-version": "2023-06-01"}
+        else:
+            key = {"authorization": f"Bearer {stack.key}"}
+            upstream = {"authorization": "Bearer sk-fake-upstream"}
+        modes[f"{dialect}-direct"] = Target(f"{stack.upstream}{_DIRECT[dialect]}", bodies, upstream)
+        modes[f"{dialect}-off"] = Target(
+            f"{stack.memoire}{_PATHS[dialect]}",
+            bodies,
+            {**key, "x-memoire-recall": "off", "x-memoire-ingest": "off"},
+        )
+        modes[f"{dialect}-recall"] = Target(
+            f"{stack.memoire}{_PATHS[dialect]}", bodies, {**key, "x-memoire-ingest": "off"}
+        )
+    return modes
+
+
+async def run(stack: PerfStack, levels: list[int], *, rounds: int, duration: float) -> dict[str, Any]:
+    runs = await interleaved(targets(stack), levels, rounds=rounds, duration=duration, seed=7)
+    return report(runs)
+
+
+def report(runs: dict[str, dict[str, list[Sample]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for level, per_mode in runs.items():
+        stats = {
+            name: summary([s.latency for s in samples if s.status == 200])
+            for name, samples in per_mode.items()
+        }
+        errors = {name: sum(s.status != 200 for s in samples) for name, samples in per_mode.items()}
+        row: dict[str, Any] = {}
+        for dialect in DIALECTS:
+            direct = stats[f"{dialect}-direct"]
+            for mode in ("off", "recall"):
+                name = f"{dialect}-{mode}"
+                row[name] = {
+                    "added": {q: round(stats[name][q] - direct[q], 3) for q in ("p50", "p99")},
+                    "errors": errors[name],
+                    "direct": {q: direct[q] for q in ("p50", "p99")},
+                }
+        for dialect in DIALECTS[1:]:
+            for mode in ("off", "recall"):
+                ours, chat = row[f"{dialect}-{mode}"]["added"], row[f"chat-{mode}"]["added"]
+                row[f"{dialect}-{mode}"]["ratio"] = {
+                    q: round(ours[q] / chat[q], 3) if chat[q] > 0 else None for q in ("p50", "p99")
+                }
+        out[level] = row
+    return out
+
+
+def within(row: dict[str, Any]) -> bool:
+    """Whether every non-chat mode's added p50 and p99 are within :data:`WITHIN` of chat's (or below)."""
+    return all(
+        entry["errors"] == 0 and all(r is not None and r <= WITHIN for r in entry["ratio"].values())
+        for name, entry in row.items()
+        if not name.startswith("chat-")
+    )
+
+
+def markdown(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## The three APIs (ms added over each API's own direct call; non-streamed, interleaved)",
+        "",
+        "| concurrency | API | mode | +p50 | +p99 | ratio to chat p50 / p99 | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for level, row in results.items():
+        for name, entry in row.items():
+            dialect, mode = name.rsplit("-", 1)
+            ratio = entry.get("ratio")
+            shown = f"{_r(ratio['p50'])} / {_r(ratio['p99'])}" if ratio else "1"
+            lines.append(
+                f"| {level} | {dialect} | {mode} | {entry['added']['p50']:.2f} | {entry['added']['p99']:.2f} "
+                f"| {shown} | {entry['errors']} |"
+            )
+    return lines
+
+
+def _r(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
