@@ -3,16 +3,21 @@
 
 A link is written when the response's id first shows in its body (the first SSE event of a stream, the
 head of a JSON response): into this process's cache at once, and into the database behind the relay by one
-writer task, :data:`WRITE_DELAY` later, with every link that came meanwhile in one statement.
-The relay never waits for the write: holding the response's end for it held the client's keep-alive
-connection too. A continuation that reaches another API process before the write lands finds no link;
-with the server's key (where a missing link refuses the call) a miss is therefore read once more after
-:data:`MISS_RECHECK` seconds before it counts, which costs only a call that names an id it does not own.
+writer task. The relay never waits for the write: holding the response's end for it held the client's
+keep-alive connection too. The writer is paced: a link that comes while the writer is idle is written on
+the next turn of the event loop, and links that come within :data:`WRITE_INTERVAL` of the last write wait
+for the next one, which takes them all in one statement. At a few calls a second every link is written at
+once; at a thousand, ten statements a second carry them.
+
+A continuation that reaches another API process before the write lands finds no link. With the server's
+key (where a missing link refuses the call) a miss is read again along :data:`MISS_RECHECKS` before it
+counts, which costs only a call that names an id it does not own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import uuid
@@ -29,12 +34,13 @@ log = logging.getLogger(__name__)
 
 #: Links kept in process, most recent first out last.
 CACHE_SIZE = 10_000
-#: Seconds before a missing link is looked up again (a write from another process may be landing).
-MISS_RECHECK = 0.15
-#: Seconds a new link waits for others to join its write. Each write costs the event loop about 0.3 ms
-#: (bench.perf, the three APIs: memory off, 1.42× chat's added latency when each call wrote its own link);
-#: a continuation that reaches this process within the delay finds the link in its cache.
-WRITE_DELAY = 0.005
+#: Seconds after a miss at which the link is looked up again: a write from another process may be landing,
+#: at most :data:`WRITE_INTERVAL` and one statement's time after its response's head.
+MISS_RECHECKS = (0.02, 0.1, 0.25, 0.5)
+#: Seconds between two writes of links. Each write costs the event loop about 0.25 ms and 2 µs a link,
+#: taken from a relayed call (bench.perf, the three APIs, memory off: 1.39× chat's added latency at
+#: concurrency 1 when links were written every 5 ms; 1.0× without the writes).
+WRITE_INTERVAL = 0.25
 #: Seconds the app's shutdown waits for the link writes under way.
 CLOSE_TIMEOUT = 1.0
 #: Bytes of a response searched for its id: it is the first ``"id"`` of a response object or stream.
@@ -53,7 +59,9 @@ class ResponseOwners:
         self._pool = pool
         self._health = health
         self._cache: OrderedDict[tuple[uuid.UUID, str], Link] = OrderedDict()
-        self._pending: list[tuple[uuid.UUID, str, Link]] = []
+        self._pending: list[tuple[uuid.UUID, str, str, str]] = []
+        self._last_write = -WRITE_INTERVAL
+        self._closing = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
     def _remember(self, tenant_id: uuid.UUID, response_id: str, link: Link) -> None:
@@ -64,14 +72,19 @@ class ResponseOwners:
             self._cache.popitem(last=False)
 
     async def find(self, tenant_id: uuid.UUID, response_id: str, *, recheck: bool) -> Link | None:
-        """The tenant's link for ``response_id``, or None. With ``recheck`` a miss is read again after
-        :data:`MISS_RECHECK` seconds. Raises :class:`StorageUnavailable` when the database cannot say."""
+        """The tenant's link for ``response_id``, or None. With ``recheck`` a miss is read again along
+        :data:`MISS_RECHECKS`. Raises :class:`StorageUnavailable` when the database cannot say."""
         cached = self._cache.get((tenant_id, response_id))
         if cached is not None:
             return cached
-        for attempt in range(2 if recheck else 1):
-            if attempt:
-                await asyncio.sleep(MISS_RECHECK)
+        waited = 0.0
+        for due in (0.0, *MISS_RECHECKS) if recheck else (0.0,):
+            if due > waited:
+                await asyncio.sleep(due - waited)
+                waited = due
+                cached = self._cache.get((tenant_id, response_id))
+                if cached is not None:
+                    return cached
             async with db.connection(self._pool) as conn:
                 found = await response_links.find(conn, tenant_id, response_id)
             if found is not None:
@@ -80,22 +93,23 @@ class ResponseOwners:
         return None
 
     def link(self, tenant_id: uuid.UUID, response_id: str, link: Link) -> None:
-        """Link ``response_id`` to the tenant: in process now, in the database by the writer task, which
-        writes the links that came while it wrote in one statement (a group commit under load)."""
+        """Link ``response_id`` to the tenant: in process now, in the database by the writer task."""
         self._remember(tenant_id, response_id, link)
-        self._pending.append((tenant_id, response_id, link))
+        self._pending.append((tenant_id, response_id, link.user, link.session))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending())
 
     async def _write_pending(self) -> None:
-        await asyncio.sleep(WRITE_DELAY)
+        """Write what is pending, then again every :data:`WRITE_INTERVAL` while links keep coming; the
+        task ends after an interval with nothing to write."""
+        loop = asyncio.get_running_loop()
+        await self._pause(self._last_write + WRITE_INTERVAL - loop.time())
         while self._pending:
             batch, self._pending = self._pending, []
+            self._last_write = loop.time()
             try:
                 async with db.connection(self._pool) as conn:
-                    await response_links.record_many(
-                        conn, [(tenant, rid, link.user, link.session) for tenant, rid, link in batch]
-                    )
+                    await response_links.record(conn, batch)
             except StorageUnavailable:
                 self._health.mark("database", False)
                 log.warning(
@@ -104,15 +118,25 @@ class ResponseOwners:
                 )
             except Exception:
                 log.exception("%d response links not stored", len(batch))
+            await self._pause(self._last_write + WRITE_INTERVAL - loop.time())
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (at least one turn of the loop), or until the app closes."""
+        if seconds <= 0 or self._closing.is_set():
+            await asyncio.sleep(0)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
 
     def tap(self, tenant_id: uuid.UUID, user: str, session: str | None) -> LinkTap:
         """A relay tap that links the response it sees (its session: ``session``, else its own id)."""
         return LinkTap(self, tenant_id, user, session)
 
     async def close(self) -> None:
-        """Let the writes under way finish."""
+        """Write the pending links now, and let the write under way finish."""
+        self._closing.set()
         if self._writer is not None:
-            await asyncio.wait({self._writer}, timeout=WRITE_DELAY + CLOSE_TIMEOUT)
+            await asyncio.wait({self._writer}, timeout=CLOSE_TIMEOUT)
 
 
 class LinkTap:

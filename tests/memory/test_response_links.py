@@ -14,19 +14,31 @@ from tests.worker.test_tasks import said
 async def test_a_link_is_found_only_under_its_tenant(db: asyncpg.Pool) -> None:
     async with db.acquire() as conn:
         other = (await keys.create(conn, "other")).info.tenant_id
-        await response_links.record(conn, DEFAULT_TENANT_ID, "resp_a", "alice", "resp_a")
-        await response_links.record(conn, DEFAULT_TENANT_ID, "resp_a", "mallory", "x")  # the first stays
+        await response_links.record(conn, [(DEFAULT_TENANT_ID, "resp_a", "alice", "resp_a")])
+        await response_links.record(
+            conn,
+            [
+                (DEFAULT_TENANT_ID, "resp_a", "mallory", "x"),  # the first link stays
+                (other, "resp_b", 'o\'brien "the" ü', "s\\1"),  # one batch, two tenants
+                (other, "resp_b", "eve", "y"),  # the batch's first stays too
+            ],
+        )
         assert await response_links.find(conn, DEFAULT_TENANT_ID, "resp_a") == Link("alice", "resp_a")
         assert await response_links.find(conn, other, "resp_a") is None
+        assert await response_links.find(conn, other, "resp_b") == Link('o\'brien "the" ü', "s\\1")
         assert await response_links.find(conn, DEFAULT_TENANT_ID, "resp_b") is None
 
 
 async def test_links_go_with_their_user_and_with_age(db: asyncpg.Pool) -> None:
     async with db.acquire() as conn:
         await exchanges.record(conn, [said("alice", "hello")])
-        await response_links.record(conn, DEFAULT_TENANT_ID, "resp_1", "alice", "resp_1")
-        await response_links.record(conn, DEFAULT_TENANT_ID, "resp_2", "bob", "resp_2")
-        await response_links.record(conn, DEFAULT_TENANT_ID, "resp_3", "bob", "resp_3")
+        await response_links.record(
+            conn,
+            [
+                (DEFAULT_TENANT_ID, f"resp_{n}", user, f"resp_{n}")
+                for n, user in enumerate(("alice", "bob", "bob"), 1)
+            ],
+        )
         async with conn.transaction():
             purged = await purge.purge_user(conn, DEFAULT_TENANT_ID, "alice")
         assert purged is not None

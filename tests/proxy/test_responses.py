@@ -332,6 +332,22 @@ class TestSharedProviderKey:
         with pytest.raises(openai.NotFoundError):
             self.client(other, keys[1]).responses.retrieve(created.id)
 
+    def test_a_continuation_that_beats_the_link_write_to_another_process_is_honoured(
+        self, server: ServerThread, keys: tuple[str, str], start_proxy: ProxyFactory
+    ) -> None:
+        other = self.client(
+            start_proxy(
+                auth={"enabled": True, "admin_key": ADMIN}, upstream={"api_key": SERVER_PROVIDER_KEY}
+            ),
+            keys[0],
+        )
+        here = self.client(server, keys[0])
+        # A burst: the first link is written at once, the others wait for the writer's next turn.
+        created = [here.responses.create(model="fake-chat", input=f"hello {n}") for n in range(5)]
+        for response in created:  # straight on, on another process: it looks again until the link lands
+            again = other.responses.create(model="fake-chat", input="again", previous_response_id=response.id)
+            assert again.previous_response_id == response.id
+
     def test_shared_account_objects_stay_closed(
         self, server: ServerThread, keys: tuple[str, str], fake: FakeUpstream
     ) -> None:
