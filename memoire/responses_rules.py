@@ -28,8 +28,13 @@ _PRODUCED = frozenset(
         "computer_call",
         "code_interpreter_call",
         "image_generation_call",
+        "local_shell_call",
+        "shell_call",
         "mcp_call",
+        "mcp_list_tools",
+        "mcp_approval_request",
         "custom_tool_call",
+        "item_reference",
     }
 )
 
@@ -86,10 +91,12 @@ def new_messages(kwargs: dict[str, Any], max_chars: int) -> list[dict[str, Any]]
     value = kwargs.get("input")
     if isinstance(value, str):
         return [{"role": "user", "content": value[:max_chars]}] if value else []
-    items = [i for i in value if isinstance(i, Mapping)] if isinstance(value, list) else []
+    items: list[Any] = list(value) if isinstance(value, list) else []
     if not kwargs.get("previous_response_id"):
+        # History sent back as the SDK's own output objects (``input += response.output``) counts too.
         produced = (i for i, item in enumerate(items) if _produced(item))
         items = items[max(produced, default=-1) + 1 :]
+    items = [i for i in items if isinstance(i, Mapping)]
     out: list[dict[str, Any]] = []
     for item in items:
         if _is_user(item):
@@ -103,8 +110,11 @@ def new_messages(kwargs: dict[str, Any], max_chars: int) -> list[dict[str, Any]]
     return out
 
 
-def _produced(item: Mapping[str, Any]) -> bool:
-    return item.get("type") in _PRODUCED or (item.get("role") == "assistant")
+def _produced(item: Any) -> bool:
+    def field(name: str) -> Any:
+        return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
+
+    return field("type") in _PRODUCED or field("role") == "assistant"
 
 
 def delta(event: Any) -> str | None:

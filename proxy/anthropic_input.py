@@ -8,7 +8,9 @@ Anthropic caches the prompt in the order tools → ``system`` → messages, up t
 breakpoint. So by ``memory.placement``:
 
 * ``latest_turn`` (the default): the block is a text block of the latest user message, after its
-  ``tool_result`` blocks (which the API wants first) and ahead of the user's own content. Tools, ``system``
+  ``tool_result`` blocks (which the API wants first) and ahead of the user's own content, or after the
+  turn's last block that carries ``cache_control``, if one does (the entry cached at that breakpoint must
+  not hold the block, which the next call's copy of this turn will not have). Tools, ``system``
   and every earlier message stay the bytes the client sent, and a change of recall costs the cache only
   the latest turn. Only that message is decoded and re-encoded; the others pass as raw bytes.
 * ``system``: the block is a text block of ``system``, after the last block that carries
@@ -105,10 +107,14 @@ def inject(body: bytes, block: str, placement: Placement) -> bytes:
             if isinstance(content, str):
                 message["content"] = [ours, {"type": "text", "text": content}] if content else [ours]
             elif isinstance(content, list):
-                results = 0
-                while results < len(content) and _kind(content[results]) == "tool_result":
-                    results += 1
-                message["content"] = [*content[:results], ours, *content[results:]]
+                at = 0
+                while at < len(content) and _kind(content[at]) == "tool_result":
+                    at += 1
+                # A breakpoint in this turn caches the prefix up to it; the block goes after it, or the
+                # next call, which resends this turn without the block, could never read that entry.
+                marked = [i for i, b in enumerate(content) if isinstance(b, dict) and "cache_control" in b]
+                at = max(at, marked[-1] + 1) if marked else at
+                message["content"] = [*content[:at], ours, *content[at:]]
             else:
                 break
             messages[i] = msgspec.Raw(msgspec.json.encode(message))

@@ -29,10 +29,12 @@ ANTHROPIC_PREFIX = "/anthropic"
 
 
 def _safe(subpath: str) -> bool:
-    """Whether ``/v1{subpath}`` stays under the upstream's base URL: no dot segments (also percent-encoded),
-    and a leading slash, so ``/v1@host`` or ``/v1/../admin`` can never reach another host or path with the
-    operator's key."""
-    return subpath.startswith("/") and all(unquote(s) not in (".", "..") for s in subpath.split("/"))
+    """Whether ``/v1{subpath}`` stays under the upstream's base URL: no dot segments, also once decoded
+    (``%2e%2e``, or ``%2F..%2F`` and ``\\..`` for a server in front that decodes slashes), and a leading
+    slash, so ``/v1@host`` or ``/v1/../admin`` can never reach another host or path with the operator's
+    key."""
+    decoded = unquote(subpath).replace("\\", "/")
+    return subpath.startswith("/") and all(s not in (".", "..") for s in decoded.split("/"))
 
 
 #: What may be called with the server's provider key (``Authorization: Bearer mk_…``): operations that keep

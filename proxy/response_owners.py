@@ -6,8 +6,8 @@ head of a JSON response): into this process's cache at once, and into the databa
 writer task. The relay never waits for the write: holding the response's end for it held the client's
 keep-alive connection too. The writer is paced: a link that comes while the writer is idle is written on
 the next turn of the event loop, and links that come within :data:`WRITE_INTERVAL` of the last write wait
-for the next one, which takes them all in one statement. At a few calls a second every link is written at
-once; at a thousand, ten statements a second carry them.
+for the next one, which takes them all in one statement. At a call a second every link is written at once;
+at a thousand, one statement a second carries them.
 
 A continuation that reaches another API process before the write lands finds no link. With the server's
 key (where a missing link refuses the call) a miss is read again along :data:`MISS_RECHECKS` before it
@@ -36,13 +36,21 @@ log = logging.getLogger(__name__)
 CACHE_SIZE = 10_000
 #: Seconds after a miss at which the link is looked up again: a write from another process may be landing,
 #: at most :data:`WRITE_INTERVAL` and one statement's time after its response's head.
-MISS_RECHECKS = (0.02, 0.1, 0.25, 0.5)
-#: Seconds between two writes of links. Each write costs the event loop about 0.25 ms and 2 µs a link,
-#: taken from a relayed call (bench.perf, the three APIs, memory off: 1.39× chat's added latency at
-#: concurrency 1 when links were written every 5 ms; 1.0× without the writes).
-WRITE_INTERVAL = 0.25
+MISS_RECHECKS = (0.02, 0.1, 0.25, 0.5, 1.0, 1.5)
+#: Seconds between two writes of links. Each write holds the event loop about 0.25 ms and 2 µs a link,
+#: which a relayed call in flight waits out (bench.perf, the three APIs, memory off at concurrency 1:
+#: written every 5 ms, 1.39× chat's added p50; every 250 ms, 1.01× p50 but 1.52× p99, as four calls a
+#: second met a write). Under load a continuation that reaches another process this soon waits for it.
+WRITE_INTERVAL = 1.0
 #: Seconds the app's shutdown waits for the link writes under way.
 CLOSE_TIMEOUT = 1.0
+#: Seconds a link lookup may take before the call goes on without it (or, with the server's key, is
+#: answered 503): a hung database must not hold the call.
+LOOKUP_TIMEOUT = 1.0
+#: Seconds one write of links may take before it counts as failed and is tried again.
+WRITE_TIMEOUT = 5.0
+#: Links kept for writing while the database is away; past this, the oldest are only in the cache.
+MAX_PENDING = 100_000
 #: Bytes of a response searched for its id: it is the first ``"id"`` of a response object or stream.
 SNIFF_BYTES = 65536
 
@@ -71,12 +79,22 @@ class ResponseOwners:
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
 
-    async def find(self, tenant_id: uuid.UUID, response_id: str, *, recheck: bool) -> Link | None:
+    async def find(
+        self, tenant_id: uuid.UUID, response_id: str, *, recheck: bool, within: float = LOOKUP_TIMEOUT
+    ) -> Link | None:
         """The tenant's link for ``response_id``, or None. With ``recheck`` a miss is read again along
-        :data:`MISS_RECHECKS`. Raises :class:`StorageUnavailable` when the database cannot say."""
+        :data:`MISS_RECHECKS`. Raises :class:`StorageUnavailable` when the database cannot say within
+        ``within`` seconds (a hung database must not hold the call)."""
         cached = self._cache.get((tenant_id, response_id))
         if cached is not None:
             return cached
+        try:
+            async with asyncio.timeout(within + (MISS_RECHECKS[-1] if recheck else 0.0)):
+                return await self._look_up(tenant_id, response_id, recheck)
+        except TimeoutError as exc:
+            raise StorageUnavailable("the response's owner could not be read in time") from exc
+
+    async def _look_up(self, tenant_id: uuid.UUID, response_id: str, recheck: bool) -> Link | None:
         waited = 0.0
         for due in (0.0, *MISS_RECHECKS) if recheck else (0.0,):
             if due > waited:
@@ -101,24 +119,43 @@ class ResponseOwners:
 
     async def _write_pending(self) -> None:
         """Write what is pending, then again every :data:`WRITE_INTERVAL` while links keep coming; the
-        task ends after an interval with nothing to write."""
+        task ends after an interval with nothing to write. Links the database did not take are written
+        again at the next turn (up to :data:`MAX_PENDING`, the oldest dropped first)."""
         loop = asyncio.get_running_loop()
         await self._pause(self._last_write + WRITE_INTERVAL - loop.time())
         while self._pending:
             batch, self._pending = self._pending, []
             self._last_write = loop.time()
-            try:
-                async with db.connection(self._pool) as conn:
-                    await response_links.record(conn, batch)
-            except StorageUnavailable:
-                self._health.mark("database", False)
-                log.warning(
-                    "%d response links not stored: database unavailable; this process still knows them",
-                    len(batch),
-                )
-            except Exception:
-                log.exception("%d response links not stored", len(batch))
+            left = await self._write(batch)
+            if left:
+                if self._closing.is_set():
+                    log.error("%d response links not stored before shutdown", len(left))
+                    return
+                self._pending = [*left, *self._pending][-MAX_PENDING:]
             await self._pause(self._last_write + WRITE_INTERVAL - loop.time())
+
+    async def _write(
+        self, batch: list[tuple[uuid.UUID, str, str, str]]
+    ) -> list[tuple[uuid.UUID, str, str, str]]:
+        """Write ``batch``; return what is to be written again. A batch the database refuses for its
+        content is written link by link, so one bad link cannot sink the others."""
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT), db.connection(self._pool) as conn:
+                await response_links.record(conn, batch)
+        except (StorageUnavailable, TimeoutError):
+            self._health.mark("database", False)
+            log.warning("%d response links wait for the database; this process knows them", len(batch))
+            return batch
+        except asyncpg.PostgresError:
+            if len(batch) == 1:
+                log.exception("a response link was refused by the database and is kept in process only")
+                return []
+        else:
+            return []
+        left: list[tuple[uuid.UUID, str, str, str]] = []
+        for one in batch:
+            left += await self._write([one])
+        return left
 
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds`` (at least one turn of the loop), or until the app closes."""
@@ -133,10 +170,14 @@ class ResponseOwners:
         return LinkTap(self, tenant_id, user, session)
 
     async def close(self) -> None:
-        """Write the pending links now, and let the write under way finish."""
+        """Write the pending links now; after :data:`CLOSE_TIMEOUT` seconds, give up on them."""
         self._closing.set()
-        if self._writer is not None:
-            await asyncio.wait({self._writer}, timeout=CLOSE_TIMEOUT)
+        if self._writer is None or self._writer.done():
+            return
+        done, _ = await asyncio.wait({self._writer}, timeout=CLOSE_TIMEOUT)
+        if not done:
+            self._writer.cancel()
+            log.error("%d response links not stored before shutdown", len(self._pending))
 
 
 class LinkTap:

@@ -25,6 +25,7 @@ from litestar import asgi
 from litestar.types import HTTPScope, Receive, Scope, Send
 
 from memoire.errors import MemoireError, PermissionDenied, StorageUnavailable, decode
+from memory import users
 from memory.exchanges import now
 from memory.response_links import Link
 from proxy import responses_input, responses_reply
@@ -33,7 +34,7 @@ from proxy.auth import principal_of
 from proxy.passthrough import forward
 from proxy.relay import ClientGone, read_body, relay, send_error
 from proxy.remember import degraded_headers, identity_of, remember
-from proxy.response_owners import unknown_response
+from proxy.response_owners import LOOKUP_TIMEOUT, unknown_response
 from proxy.tee import Dialect, keep
 from proxy.upstream import Headers
 
@@ -72,7 +73,11 @@ async def create_response(scope: Scope, receive: Receive, send: Send) -> None:
         if view.previous_response_id is not None:
             try:
                 link = await services.owners.find(
-                    principal.tenant_id, view.previous_response_id, recheck=shared
+                    principal.tenant_id,
+                    view.previous_response_id,
+                    recheck=shared,
+                    # With the client's own key the link only names the session: memory's budget.
+                    within=LOOKUP_TIMEOUT if shared else services.config.memory.recall_timeout,
                 )
             except StorageUnavailable as exc:
                 if shared:
@@ -91,7 +96,8 @@ async def create_response(scope: Scope, receive: Receive, send: Send) -> None:
     identity = identity_of(
         headers, (view.user, view.safety_identifier, link.user if link else None), principal.default_user
     )
-    session = identity.session or (link.session if link else None) or view.conversation_id
+    conversation = users.storable(view.conversation_id) if view.conversation_id else None
+    session = identity.session or (link.session if link else None) or conversation
     occurred_at = now()
     placement, stateful = services.config.memory.placement, view.stateful
     forwarded, extra = await remember(

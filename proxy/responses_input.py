@@ -146,7 +146,10 @@ _OUTPUT_TYPES = frozenset(
         "local_shell_call",
         "shell_call",
         "mcp_call",
+        "mcp_list_tools",
+        "mcp_approval_request",
         "custom_tool_call",
+        "item_reference",
     }
 )
 _SKIPPED_ROLES = frozenset({"system", "developer"})

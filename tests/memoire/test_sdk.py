@@ -201,6 +201,30 @@ def test_wrapped_openai_responses(
     ]
 
 
+def test_wrapped_responses_history_sent_back_as_output_objects_is_not_recorded_again(
+    memoire: Memoire, fake: FakeUpstream, upstream_url: str, pg_dsn: str
+) -> None:
+    client = memoire.wrap(
+        openai.OpenAI(base_url=upstream_url, api_key="sk-app", max_retries=0), user_id="ana"
+    )
+    history: list[Any] = [{"role": "user", "content": "I moved to Denver."}]
+    first = client.responses.create(model="fake-chat", input=history, store=False)
+    history += first.output  # the SDK's own objects, as OpenAI's docs keep a stateless conversation
+    history.append({"role": "user", "content": "Where do I live?"})
+    client.responses.create(model="fake-chat", input=history, store=False)
+    assert memoire.backlog.flush(10)
+    stored = _wait_for_logs(pg_dsn, 2)
+    assert [m["content"] for m in stored[1]["messages"] if m["role"] == "user"] == ["Where do I live?"]
+
+
+def test_the_sdk_and_the_proxy_agree_on_what_the_model_produced() -> None:
+    # Two copies until the SDK and the server share a rules module (the SDK may not import the server).
+    from memoire import responses_rules
+    from proxy import responses_input
+
+    assert responses_rules._PRODUCED == responses_input._OUTPUT_TYPES
+
+
 async def test_wrapped_async_openai_responses(
     memoire: Memoire, fake: FakeUpstream, upstream_url: str, pg_dsn: str
 ) -> None:

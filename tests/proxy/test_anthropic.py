@@ -7,6 +7,7 @@ The fake upstream speaks Anthropic's wire format (:mod:`tests.support.anthropic_
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,8 @@ from tests.proxy.test_memory import remember
 from tests.support import anthropic_fake
 from tests.support.extraction import conversations_read
 from tests.support.llm import FakeLLM
+from tests.support.recorded import chat_logs as logs
+from tests.support.recorded import sent
 from tests.support.servers import ServerThread
 from tests.support.upstream import FakeUpstream
 
@@ -53,11 +56,6 @@ def claude(proxy: ServerThread) -> Iterator[anthropic.Anthropic]:
         yield client
 
 
-def sent(fake: FakeUpstream) -> dict[str, Any]:
-    body: dict[str, Any] = fake.requests[-1].json()
-    return body
-
-
 def credential(headers: dict[str, str]) -> str | None:
     """The Anthropic credential a request carries: ``x-api-key``, or a bearer token (SDKs send either)."""
     if "x-api-key" in headers:
@@ -69,28 +67,6 @@ def credential(headers: dict[str, str]) -> str | None:
 def the_block(text: str) -> str:
     assert text.count(OPEN) == 1
     return text[text.index(OPEN) : text.index(CLOSE) + len(CLOSE)]
-
-
-def logs(dsn: str, count: int) -> list[dict[str, Any]]:
-    def ready() -> list[asyncpg.Record] | None:
-        rows = fetch_sync(
-            dsn,
-            """SELECT l.endpoint, l.messages::text AS messages, l.reply::text AS reply,
-                      l.usage::text AS usage, u.external_id AS user
-               FROM chat_logs l JOIN users u ON u.id = l.user_id ORDER BY l.occurred_at""",
-        )
-        return rows if len(rows) >= count else None
-
-    return [
-        {
-            "endpoint": r["endpoint"],
-            "messages": json.loads(r["messages"]),
-            "reply": json.loads(r["reply"]) if r["reply"] else None,
-            "usage": json.loads(r["usage"]) if r["usage"] else None,
-            "user": r["user"],
-        }
-        for r in wait_until(ready)
-    ]
 
 
 SYSTEM = [{"type": "text", "text": "You are a helpful assistant.", "cache_control": {"type": "ephemeral"}}]
@@ -200,27 +176,52 @@ def test_in_a_tool_loop_the_block_follows_the_tool_results_and_recall_asks_the_q
 
 
 def test_a_growing_conversation_keeps_everything_before_the_block(
+    http: httpx.Client, fake: FakeUpstream
+) -> None:
+    """Sent as the provider reads the prompt (tools, system, messages), each call's bytes up to its latest
+    turn are the next call's: tools, system and history stay cached."""
+    remember(http, "dan", DENVER)
+    tools = [{"name": "weather", "description": "The weather in a city.", "input_schema": {"type": "object"}}]
+    history: list[dict[str, Any]] = [{"role": "user", "content": "Where do I live?"}]
+    replies = ["In Denver.", "Sunny, 20 °C."]
+    questions = ["And what is the weather like there?", "Should I take a coat?"]
+    bodies: list[bytes] = []
+    for n in range(3):
+        raw = json.dumps(
+            {"model": "claude-fake", "max_tokens": 50, "tools": tools, "system": SYSTEM,
+             "metadata": {"user_id": "dan"}, "messages": history},
+        ).encode()  # fmt: skip
+        headers = {"x-api-key": "sk", "anthropic-version": "2023-06-01", "content-type": "application/json"}
+        answer = http.post("/anthropic/v1/messages", content=raw, headers=headers)
+        assert answer.status_code == 200
+        bodies.append(fake.requests[-1].body)
+        if n < 2:
+            history = [
+                *history,
+                {"role": "assistant", "content": replies[n]},
+                {"role": "user", "content": questions[n]},
+            ]
+    for before, after in itertools.pairwise(bodies):
+        latest = before.rindex(b'{"role":"user"')
+        assert after.startswith(before[:latest])  # tools, system and the history before the latest turn
+        assert OPEN.encode() in before[latest:]  # the block is in the latest turn, past the shared prefix
+        assert OPEN.encode() not in after[:latest]
+
+
+def test_a_breakpoint_in_the_latest_turn_keeps_the_block_behind_it(
     http: httpx.Client, claude: anthropic.Anthropic, fake: FakeUpstream
 ) -> None:
-    remember(http, "dan", DENVER)
-    history: list[dict[str, Any]] = [{"role": "user", "content": "Where do I live?"}]
-    claude.messages.create(model="claude-fake", max_tokens=50, system=SYSTEM, messages=history,  # type: ignore[arg-type]
-                           metadata={"user_id": "dan"})  # fmt: skip
-    first = fake.requests[-1].body
-    history += [
-        {"role": "assistant", "content": "In Denver."},
-        {"role": "user", "content": "And what is the weather like there?"},
+    remember(http, "dana", DENVER)
+    turn = [
+        {"type": "text", "text": "Here is my long file.", "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": "What does it do?"},
     ]
-    claude.messages.create(model="claude-fake", max_tokens=50, system=SYSTEM, messages=history,  # type: ignore[arg-type]
-                           metadata={"user_id": "dan"})  # fmt: skip
-    second = fake.requests[-1].body
-    # The first call's bytes up to its latest turn are the second's: tools, system and history stay cached.
-    prefix = first[: first.index(b'{"role":"user"')]
-    assert second.startswith(prefix)
-    assert json.loads(second)["messages"][:2] == [
-        {"role": "user", "content": "Where do I live?"},
-        {"role": "assistant", "content": "In Denver."},
-    ]
+    claude.messages.create(model="claude-fake", max_tokens=50, metadata={"user_id": "dana"},
+                           messages=[{"role": "user", "content": turn}])  # type: ignore[typeddict-item]  # fmt: skip
+    latest = sent(fake)["messages"][-1]["content"]
+    assert latest[0] == turn[0]  # the entry cached at the breakpoint does not hold the block
+    assert OPEN in latest[1]["text"]
+    assert latest[2] == turn[1]
 
 
 def test_system_placement_goes_after_the_last_cache_breakpoint(

@@ -190,7 +190,7 @@ def test_the_servers_provider_key_serves_only_stateless_operations(
     for method, path in (("GET", "/v1/files"), ("GET", "/v1/chat/completions"), ("POST", "/v1/batches"),
                          ("POST", "/v1/responses/input_tokens"), ("GET", "/v1/conversations/conv_1"),
                          ("DELETE", "/v1/files/file-1"),
-                         ("GET", "/v1/models/%5C..%5Cfiles"), ("GET", "/v1/models/a/b")):  # fmt: skip
+                         ("GET", "/v1/models/a/b")):  # fmt: skip
         response = http.request(method, path, headers=bearer, json={})
         assert "X-Memoire-Key" in assert_openai_error(response, 403, "permission_denied")["message"]
     assert fake.requests == []

@@ -70,7 +70,10 @@ async def test_unknown_route_outside_v1_gets_openai_shaped_404(proxy: ServerThre
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
-@pytest.mark.parametrize("path", ["/v1/../admin", "/v1/%2e%2e/admin", "/v1@evil.example/x"])
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/../admin", "/v1/%2e%2e/admin", "/v1/models%2F..%2F..%2Fx", "/v1/a%5C..%5Cx", "/v1@evil.example/x"],
+)
 async def test_paths_that_would_leave_the_upstream_base_are_refused(
     start_proxy: ProxyFactory, fake: FakeUpstream, path: str
 ) -> None:

@@ -22,6 +22,8 @@ from tests.proxy.test_memory import block_of, remember
 from tests.support import responses_fake
 from tests.support.extraction import conversations_read
 from tests.support.llm import FakeLLM
+from tests.support.recorded import chat_logs as logs
+from tests.support.recorded import sent
 from tests.support.servers import ServerThread
 from tests.support.upstream import FakeUpstream
 
@@ -47,37 +49,6 @@ def http(proxy: ServerThread) -> Iterator[httpx.Client]:
 def sdk(proxy: ServerThread) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-client", max_retries=0) as client:
         yield client
-
-
-def sent(fake: FakeUpstream) -> dict[str, Any]:
-    body: dict[str, Any] = fake.requests[-1].json()
-    return body
-
-
-def logs(dsn: str, count: int) -> list[dict[str, Any]]:
-    """The chat logs, oldest first, once there are ``count``."""
-
-    def ready() -> list[asyncpg.Record] | None:
-        rows = fetch_sync(
-            dsn,
-            """SELECT l.endpoint, l.messages::text AS messages, l.reply::text AS reply,
-                      l.usage::text AS usage, s.external_id AS session, u.external_id AS user
-               FROM chat_logs l JOIN users u ON u.id = l.user_id LEFT JOIN sessions s ON s.id = l.session_id
-               ORDER BY l.occurred_at""",
-        )
-        return rows if len(rows) >= count else None
-
-    return [
-        {
-            "endpoint": r["endpoint"],
-            "messages": json.loads(r["messages"]),
-            "reply": json.loads(r["reply"]) if r["reply"] else None,
-            "usage": json.loads(r["usage"]) if r["usage"] else None,
-            "session": r["session"],
-            "user": r["user"],
-        }
-        for r in wait_until(ready)
-    ]
 
 
 def test_a_plain_call_gets_the_block_as_a_developer_item_and_is_teed_without_it(
