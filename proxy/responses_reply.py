@@ -21,7 +21,12 @@ from proxy.replies import Reply, decode_body, sse_objects
 _json = msgspec.json.Decoder()
 
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
-_DELTAS = frozenset({"response.output_text.delta", "response.function_call_arguments.delta"})
+#: Streamed pieces, by event type: what part of an output item they build.
+_DELTAS = {
+    "response.output_text.delta": "output_text",
+    "response.refusal.delta": "refusal",
+    "response.function_call_arguments.delta": "arguments",
+}
 
 
 def from_response(response: dict[str, Any]) -> Reply:
@@ -70,7 +75,7 @@ def _message(items: list[Any]) -> dict[str, Any] | None:
 def from_sse(body: bytes) -> Reply:
     done: dict[int, dict[str, Any]] = {}
     started: dict[int, dict[str, Any]] = {}
-    partial: dict[int, list[str]] = {}
+    partial: dict[int, dict[str, list[str]]] = {}
     model: str | None = None
     for event in sse_objects(body):
         kind = event.get("type")
@@ -87,20 +92,25 @@ def from_sse(body: bytes) -> Reply:
         elif kind == "response.output_item.done" and isinstance(event.get("item"), dict):
             done[index] = event["item"]
         elif kind in _DELTAS and isinstance(event.get("delta"), str):
-            partial.setdefault(index, []).append(event["delta"])
+            partial.setdefault(index, {}).setdefault(_DELTAS[kind], []).append(event["delta"])
     items = [
-        done[i] if i in done else _unfinished(started.get(i), partial.get(i))
+        done[i] if i in done else _unfinished(started.get(i), partial.get(i, {}))
         for i in sorted({*done, *started, *partial})
     ]
     return Reply(message=_message(items), model=model)
 
 
-def _unfinished(item: dict[str, Any] | None, deltas: list[str] | None) -> dict[str, Any]:
-    """An output item the stream did not finish, with the deltas that came."""
-    seen = "".join(deltas or [])
+def _unfinished(item: dict[str, Any] | None, deltas: dict[str, list[str]]) -> dict[str, Any] | None:
+    """An output item the stream did not finish, with the deltas that came; None for one that holds
+    nothing an exchange records (reasoning, a tool's call in progress …)."""
     if item is not None and item.get("type") == "function_call":
-        return {**item, "arguments": seen}
-    return {"type": "message", "content": [{"type": "output_text", "text": seen}]}
+        return {**item, "arguments": "".join(deltas.get("arguments", []))}
+    parts = [
+        {"type": kind, kind.removeprefix("output_"): "".join(deltas[kind])}
+        for kind in ("output_text", "refusal")
+        if deltas.get(kind)
+    ]
+    return {"type": "message", "content": parts} if parts else None
 
 
 def parse(chunks: list[bytes], content_type: str | None, content_encoding: str | None) -> Reply:

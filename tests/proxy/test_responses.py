@@ -387,3 +387,18 @@ def test_a_stream_without_its_terminal_event_is_rebuilt_from_what_arrived() -> N
     reply = responses_reply.parse([e for e in calls if b"completed" not in e], "text/event-stream", None)
     assert reply.message is not None
     assert reply.message["tool_calls"][0]["function"]["arguments"] == '{"city": "Denver"}'
+
+
+def test_a_cut_stream_keeps_a_refusal_and_records_nothing_for_unfinished_reasoning() -> None:
+    def event(data: dict[str, Any]) -> bytes:
+        return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode()
+
+    reasoning = {"type": "response.output_item.added", "output_index": 0,
+                 "item": {"id": "rs_1", "type": "reasoning", "summary": []}}  # fmt: skip
+    message = {"type": "response.output_item.added", "output_index": 1,
+               "item": {"id": "msg_1", "type": "message", "role": "assistant", "content": []}}  # fmt: skip
+    refusal = {"type": "response.refusal.delta", "output_index": 1, "content_index": 0, "delta": "I can't"}
+    only_reasoning = responses_reply.parse([event(reasoning)], "text/event-stream", None)
+    assert only_reasoning.message is None  # no empty assistant message
+    cut = responses_reply.parse([event(reasoning), event(message), event(refusal)], "text/event-stream", None)
+    assert cut.message == {"role": "assistant", "content": None, "refusal": "I can't"}
