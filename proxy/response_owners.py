@@ -152,10 +152,10 @@ class ResponseOwners:
                 return []
         else:
             return []
-        left: list[tuple[uuid.UUID, str, str, str]] = []
-        for one in batch:
-            left += await self._write([one])
-        return left
+        for at, one in enumerate(batch):
+            if await self._write([one]):  # the database went away meanwhile: the rest waits with it
+                return batch[at:]
+        return []
 
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds`` (at least one turn of the loop), or until the app closes."""
