@@ -2,7 +2,10 @@
 ``memoire jobs run``.
 
 Jobs for one user run one at a time: each holds a session advisory lock on the user for its whole run
-(reading known facts, asking the LLM, writing), so supersession cannot race. The facts and the chat log's new
+(reading known facts, asking the LLM, writing), so supersession cannot race. And they run in the order the
+exchanges happened: a job first extracts the user's exchanges that came before its own and are still
+pending, so two jobs that start together (or a job retried later) cannot learn "started at Apple" before
+"works at Google" and leave the older fact standing. The facts and the chat log's new
 status are written in one transaction, so a job that dies half-way leaves the log pending and runs again
 whole. A log that is not pending is left alone, which makes the job idempotent.
 """
@@ -37,8 +40,20 @@ SET status = $3, error = $4, attempts = attempts + $5, extraction_model = $6, ex
 WHERE tenant_id = $1 AND id = $2
 """
 
+_EARLIER = """
+SELECT l.id FROM chat_logs l, chat_logs mine
+WHERE mine.tenant_id = $1 AND mine.id = $2
+  AND l.tenant_id = $1 AND l.user_id = mine.user_id AND l.status = 'pending'
+  AND (l.occurred_at, l.id) < (mine.occurred_at, mine.id)
+ORDER BY l.occurred_at, l.id
+LIMIT $3
+"""
+
 #: The advisory-lock namespace of extraction jobs (writes use their own, see memory.writer).
 _JOB_LOCK = 8
+#: At most this many of the user's earlier pending exchanges are extracted ahead of a job's own; the
+#: rest have their own jobs, which do the same.
+EARLIER_FIRST = 10
 
 
 async def process(
@@ -64,26 +79,43 @@ async def process(
         key = f"{tenant_id}:{row['user_id']}"
         await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, $2))", key, _JOB_LOCK)
         try:
-            return await _locked(memory, llm, conn, tenant_id, chat_log_id, max_attempts)
-        except (StorageUnavailable, DependencyError):
-            raise
-        except Exception as exc:
-            if db.is_unavailable(exc):
-                raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-            reason = db.describe(exc)[:500]
-            if db.is_database_error(exc):
-                log.error("chat log %s: extraction error: %s", chat_log_id, reason)  # noqa: TRY400 - no row data
-            else:
-                log.exception("chat log %s: extraction error", chat_log_id)
-            status = await conn.fetchval(
-                """UPDATE chat_logs SET attempts = attempts + 1, error = $3,
-                          status = CASE WHEN attempts + 1 >= $4 THEN 'failed' ELSE status END
-                   WHERE tenant_id = $1 AND id = $2 RETURNING status""",
-                tenant_id, chat_log_id, reason, max_errors,
-            )  # fmt: skip
-            return "failed" if status == "failed" else "error"
+            earlier = await conn.fetch(_EARLIER, tenant_id, chat_log_id, EARLIER_FIRST)
+            for before in earlier:
+                await _counted(memory, llm, conn, tenant_id, before["id"], max_attempts, max_errors)
+            return await _counted(memory, llm, conn, tenant_id, chat_log_id, max_attempts, max_errors)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, $2))", key, _JOB_LOCK)
+
+
+async def _counted(
+    memory: Memory,
+    llm: LLM,
+    conn: db.Connection,
+    tenant_id: uuid.UUID,
+    chat_log_id: uuid.UUID,
+    max_attempts: int,
+    max_errors: int,
+) -> Outcome:
+    """One chat log, under the user's lock; an error that is not a dependency's is counted on the log."""
+    try:
+        return await _locked(memory, llm, conn, tenant_id, chat_log_id, max_attempts)
+    except (StorageUnavailable, DependencyError):
+        raise
+    except Exception as exc:
+        if db.is_unavailable(exc):
+            raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        reason = db.describe(exc)[:500]
+        if db.is_database_error(exc):
+            log.error("chat log %s: extraction error: %s", chat_log_id, reason)  # noqa: TRY400 - no row data
+        else:
+            log.exception("chat log %s: extraction error", chat_log_id)
+        status = await conn.fetchval(
+            """UPDATE chat_logs SET attempts = attempts + 1, error = $3,
+                      status = CASE WHEN attempts + 1 >= $4 THEN 'failed' ELSE status END
+               WHERE tenant_id = $1 AND id = $2 RETURNING status""",
+            tenant_id, chat_log_id, reason, max_errors,
+        )  # fmt: skip
+        return "failed" if status == "failed" else "error"
 
 
 async def _locked(

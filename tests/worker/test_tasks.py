@@ -158,6 +158,30 @@ async def test_a_later_move_and_job_change_supersede_and_the_extractor_sees_know
     assert "Lives in Austin" in llm.prompts()[-1]  # the second extraction knew the old city
 
 
+async def test_a_users_exchanges_are_extracted_in_the_order_they_happened_whatever_the_queue_order(
+    db: asyncpg.Pool, redis_url: str, pg_dsn: str, llm: FakeLLM, llm_url: str, embedder: LocalEmbedder
+) -> None:
+    cfg = config(redis_url, llm_url)
+    llm.on("work at Google", {"facts": [{"text": "Works at Google", "slot": "employer", "value": "Google"}]})
+    llm.on("job at Apple", {"facts": [{"text": "Works at Apple", "slot": "employer", "value": "Apple"}]})
+    first = said("dee", "I work at Google", when=now() - timedelta(minutes=2))
+    second = said("dee", "I just started a new job at Apple", when=now() - timedelta(minutes=1))
+    async with db.acquire() as conn:
+        await exchanges.record(conn, [first, second])
+    redis = queue.connect(cfg.redis)
+    try:  # the later exchange's job first, as a retry or two jobs starting together would have it
+        await queue.enqueue_ingest(redis, [(DEFAULT_TENANT_ID, second.id)])
+        await queue.enqueue_ingest(redis, [(DEFAULT_TENANT_ID, first.id)])
+    finally:
+        await redis.aclose(close_connection_pool=True)
+    await run_burst(cfg, pg_dsn, embedder)
+
+    state = {f["value"]: f["status"] for f in await facts(db, "dee")}
+    assert state == {"Google": "superseded", "Apple": "active"}
+    shown = [p.split("Conversation (data):", 1)[1] for p in llm.prompts()]
+    assert ["Google" in p for p in shown] == [True, False]
+
+
 async def test_quitting_via_extraction_ends_the_job(
     db: asyncpg.Pool, redis_url: str, pg_dsn: str, llm: FakeLLM, llm_url: str, embedder: LocalEmbedder
 ) -> None:
