@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
-import asyncpg
 import httpx
 import pytest
 
@@ -22,8 +21,6 @@ from tests.conftest import ProxyFactory, fetch_sync, wait_until
 from tests.proxy.test_auth import ADMIN, new_key
 from tests.proxy.test_memory import remember
 from tests.support import anthropic_fake
-from tests.support.extraction import conversations_read
-from tests.support.llm import FakeLLM
 from tests.support.recorded import chat_logs as logs
 from tests.support.recorded import sent
 from tests.support.servers import ServerThread
@@ -435,39 +432,3 @@ class TestKeys:
         assert fake.requests == []
         client.messages.count_tokens(model="claude-fake", messages=[{"role": "user", "content": "hello"}])
         assert fake.requests[-1].headers["x-api-key"] == SERVER_ANTHROPIC_KEY
-
-
-async def test_extraction_reads_an_anthropic_exchange_as_the_same_chat(
-    proxy: ServerThread,
-    fake: FakeUpstream,
-    llm: FakeLLM,
-    llm_url: str,
-    redis_url: str,
-    pg_dsn: str,
-    embedder: Any,
-    db: asyncpg.Pool,
-) -> None:
-    said = "I just moved to Denver!"
-    conversations = await conversations_read(
-        proxy.url,
-        [
-            ("/v1/chat/completions", {"model": "fake-chat", "messages": [{"role": "user", "content": said}]}),
-            (
-                "/anthropic/v1/messages",
-                {"model": "claude-fake", "max_tokens": 9, "messages": [{"role": "user", "content": said}]},
-            ),
-        ],
-        llm=llm,
-        llm_url=llm_url,
-        redis_url=redis_url,
-        pg_dsn=pg_dsn,
-        embedder=embedder,
-        db=db,
-    )
-    assert conversations == [
-        [{"role": "user", "content": said}, {"role": "assistant", "content": anthropic_fake.REPLY}],
-        [
-            {"role": "user", "content": said},
-            {"role": "assistant", "content": "Hello from the fake upstream."},
-        ],
-    ]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tests.support.deltas import words
+
 REPLY = "Hello from the fake Anthropic."
 TOOL = {"id": "toolu_01", "name": "get_weather", "input": {"city": "Denver"}}
 THOUGHT = "The user wants a greeting."
@@ -60,13 +62,14 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
 
 
-def stream_events(model: str, count: int) -> list[bytes]:
-    """The events of one streamed message; text comes as ``count`` deltas ("part0 ", "part1 " …)."""
-    final = message(model, "".join(f"part{i} " for i in range(count)))
+def stream_events(model: str, count: int, text: str | None = None) -> list[bytes]:
+    """The events of one streamed message; text comes a word a delta: ``text``, else ``count`` deltas
+    ("part0 ", "part1 " …)."""
+    final = message(model, text or "".join(f"part{i} " for i in range(count)))
     start = {**final, "content": [], "stop_reason": None, "usage": {"input_tokens": 5, "output_tokens": 1}}
     events = [_event("message_start", {"message": start}), _event("ping", {})]
     for index, block in enumerate(final["content"]):
-        events.extend(_block_events(index, block, count))
+        events.extend(_block_events(index, block))
     events.append(
         _event(
             "message_delta",
@@ -80,13 +83,11 @@ def stream_events(model: str, count: int) -> list[bytes]:
     return events
 
 
-def _block_events(index: int, block: dict[str, Any], count: int) -> list[bytes]:
+def _block_events(index: int, block: dict[str, Any]) -> list[bytes]:
     kind = block["type"]
     if kind == "text":
         head: dict[str, Any] = {"type": "text", "text": ""}
-        text = block["text"]
-        pieces = [f"part{i} " for i in range(count)] if text.startswith("part") else [text]
-        deltas = [{"type": "text_delta", "text": piece} for piece in pieces]
+        deltas = [{"type": "text_delta", "text": piece} for piece in words(block["text"])]
     elif kind == "tool_use":
         head = {**block, "input": {}}
         arguments = json.dumps(block["input"])

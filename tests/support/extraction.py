@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -23,30 +25,61 @@ async def extract_pending(llm_url: str, redis_url: str, pg_dsn: str, embedder: A
     await run_burst(cfg, pg_dsn, embedder)
 
 
-async def conversations_read(
+#: A call's body, or a function of the previous call's JSON answer that gives it (for a continuation).
+Body = dict[str, Any] | Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What extraction made of one user's exchanges."""
+
+    conversations: list[list[dict[str, str]]]
+    """The conversation each extraction prompt showed the LLM, in order."""
+    facts: list[tuple[str, str | None, str | None, str]]
+    """The user's facts as ``(text, slot, value, status)``, sorted."""
+
+
+async def extracted(
     proxy_url: str,
-    calls: list[tuple[str, dict[str, Any]]],
+    user: str,
+    calls: list[tuple[str, Body]],
     *,
+    headers: dict[str, str],
     llm: FakeLLM,
     llm_url: str,
     redis_url: str,
     pg_dsn: str,
     embedder: Any,
     db: asyncpg.Pool,
-) -> list[list[dict[str, str]]]:
-    """Make each ``(path, body)`` call through the proxy (each for its own user), extract them all, and
-    return the conversation each extraction prompt showed the LLM, sorted by its last turn."""
+) -> Extracted:
+    """Make ``calls`` in order through the proxy for ``user``, one ``(path, body)`` at a time, then run the
+    worker over them: the conversations the LLM was shown and the facts the user was left with."""
+    seen = len(llm.prompts())
     async with httpx.AsyncClient(base_url=proxy_url, timeout=30) as http:
-        for i, (path, body) in enumerate(calls):
-            response = await http.post(path, json=body, headers={"x-memoire-user": f"user-{i}"})
+        answer: Any = None
+        for path, body in calls:
+            sent = body(answer) if callable(body) else body
+            response = await http.post(path, json=sent, headers={"x-memoire-user": user, **headers})
             assert response.status_code == 200, response.text
+            json_answer = response.headers["content-type"].startswith("application/json")
+            answer = response.json() if json_answer else None
 
         async def stored() -> bool:
-            return bool(await db.fetchval("SELECT count(*) FROM chat_logs") == len(calls))
+            count = await db.fetchval(
+                "SELECT count(*) FROM chat_logs c JOIN users u ON (u.tenant_id, u.id) = (c.tenant_id,"
+                " c.user_id) WHERE u.external_id = $1",
+                user,
+            )
+            return bool(count == len(calls))
 
         await eventually(stored)
     await extract_pending(llm_url, redis_url, pg_dsn, embedder)
-    return sorted(
-        (json.loads(prompt.split("Conversation (data):\n", 1)[1]) for prompt in llm.prompts()),
-        key=lambda turns: str(turns[-1]["content"]),
+    rows = await db.fetch(
+        "SELECT f.text, f.slot, f.value, f.status FROM memory_facts f JOIN users u"
+        " ON (u.tenant_id, u.id) = (f.tenant_id, f.user_id) WHERE u.external_id = $1",
+        user,
+    )
+    return Extracted(
+        [json.loads(p.split("Conversation (data):\n", 1)[1]) for p in llm.prompts()[seen:]],
+        sorted((r["text"], r["slot"], r["value"], r["status"]) for r in rows),
     )

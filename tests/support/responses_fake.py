@@ -12,6 +12,8 @@ import json
 import uuid
 from typing import Any
 
+from tests.support.deltas import words
+
 TEXT = "Hello from the fake Responses API."
 CALL = {"name": "get_weather", "arguments": '{"city": "Denver"}', "call_id": "call_w1"}
 
@@ -80,9 +82,13 @@ def _call(status: str = "completed", arguments: str = CALL["arguments"]) -> dict
     }
 
 
-def complete(request: dict[str, Any], response_id: str, chunks: int) -> dict[str, Any]:
+def complete(
+    request: dict[str, Any], response_id: str, chunks: int, text: str | None = None
+) -> dict[str, Any]:
+    """The finished response: ``text`` if given, else ``TEXT`` (``part0 part1 …`` when streamed)."""
     model = request.get("model", "fake-chat")
-    text = "".join(f"part{i} " for i in range(chunks)) if request.get("stream") else TEXT
+    if text is None:
+        text = "".join(f"part{i} " for i in range(chunks)) if request.get("stream") else TEXT
     output = [_call()] if model == "fake-tools" else [_message(text)]
     return response(request, response_id, output, "completed")
 
@@ -92,9 +98,11 @@ def _event(kind: str, sequence: int, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {body}\n\n".encode()
 
 
-def stream_events(request: dict[str, Any], response_id: str, chunks: int) -> list[bytes]:
+def stream_events(
+    request: dict[str, Any], response_id: str, chunks: int, text: str | None = None
+) -> list[bytes]:
     """The events of one streamed response, from ``response.created`` to ``response.completed``."""
-    final = complete(request, response_id, chunks)
+    final = complete(request, response_id, chunks, text)
     item = final["output"][0]
     events: list[tuple[str, dict[str, Any]]] = [
         ("response.created", {"response": response(request, response_id, [], "in_progress")}),
@@ -124,10 +132,10 @@ def stream_events(request: dict[str, Any], response_id: str, chunks: int) -> lis
         where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
         events.append(("response.output_item.added", {"output_index": 0, "item": head}))
         events.append(("response.content_part.added", {**where, "part": part}))
-        for i in range(chunks):
-            events.append(("response.output_text.delta", {**where, "delta": f"part{i} ", "logprobs": []}))
-        text = item["content"][0]["text"]
-        events.append(("response.output_text.done", {**where, "text": text, "logprobs": []}))
+        done = item["content"][0]["text"]
+        for piece in words(done):
+            events.append(("response.output_text.delta", {**where, "delta": piece, "logprobs": []}))
+        events.append(("response.output_text.done", {**where, "text": done, "logprobs": []}))
         events.append(("response.content_part.done", {**where, "part": item["content"][0]}))
     events.append(("response.output_item.done", {"output_index": 0, "item": item}))
     events.append(("response.completed", {"response": final}))

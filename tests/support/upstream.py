@@ -13,7 +13,8 @@ The request's ``model`` picks the behaviour:
 ``POST /v1/messages`` answers as Anthropic's Messages API (see :mod:`tests.support.anthropic_fake`), and
 ``/v1/responses`` as OpenAI's Responses API (see :mod:`tests.support.responses_fake`), with the same models.
 
-Streams send ``x-fake-chunks`` content chunks (default 3), ``x-fake-interval`` seconds apart.
+Streams send ``x-fake-chunks`` content chunks (default 3), ``x-fake-interval`` seconds apart. A text reply
+is ``x-fake-reply`` when the request has that header (streamed a word a delta), in every dialect alike.
 Every request is recorded in :attr:`FakeUpstream.requests`; a request whose client went away before the
 fake finished is also counted in :attr:`FakeUpstream.cancelled`.
 """
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.support import anthropic_fake, responses_fake
+from tests.support.deltas import words
 from tests.support.servers import answer_lifespan, read_body
 
 Scope = dict[str, Any]
@@ -133,7 +135,7 @@ class FakeUpstream:
         if data.get("stream"):
             await self._stream(request, data, model, left, send)
         else:
-            body = completion(model, tools=model == "fake-tools")
+            body = completion(model, tools=model == "fake-tools", text=request.headers.get("x-fake-reply"))
             if "gzip" in request.headers.get("accept-encoding", "") and model == "fake-gzip":
                 payload = gzip.compress(json.dumps(body).encode())
                 await _raw(send, 200, payload, [(b"content-encoding", b"gzip")])
@@ -166,7 +168,8 @@ class FakeUpstream:
             return
         response_id = responses_fake.new_id("resp")
         count = int(request.headers.get("x-fake-chunks", "3"))
-        final = responses_fake.complete(data, response_id, count)
+        reply = request.headers.get("x-fake-reply")
+        final = responses_fake.complete(data, response_id, count, reply)
         if data.get("store", True):
             self.stored[response_id] = final
         if not data.get("stream"):
@@ -180,7 +183,7 @@ class FakeUpstream:
                 "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), *COMMON_HEADERS],
             }
         )
-        for i, event in enumerate(responses_fake.stream_events(data, response_id, count)):
+        for i, event in enumerate(responses_fake.stream_events(data, response_id, count, reply)):
             if i > 0 and interval:
                 await _sleep_unless_left(left, interval)
             if model == "fake-disconnect" and i == 4:
@@ -196,8 +199,14 @@ class FakeUpstream:
             extra = [(b"retry-after", b"7")] if status == 429 else []
             await _json(send, status, anthropic_fake.error(status), [*anthropic_fake.HEADERS, *extra])
             return
+        reply = request.headers.get("x-fake-reply")
         if not data.get("stream"):
-            await _json(send, 200, anthropic_fake.message(model), anthropic_fake.HEADERS)
+            await _json(
+                send,
+                200,
+                anthropic_fake.message(model, reply or anthropic_fake.REPLY),
+                anthropic_fake.HEADERS,
+            )
             return
         count = int(request.headers.get("x-fake-chunks", "3"))
         interval = float(request.headers.get("x-fake-interval", "0"))
@@ -208,7 +217,7 @@ class FakeUpstream:
                 "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), *anthropic_fake.HEADERS],
             }
         )
-        for i, event in enumerate(anthropic_fake.stream_events(model, count)):
+        for i, event in enumerate(anthropic_fake.stream_events(model, count, reply)):
             if i > 0 and interval:
                 await _sleep_unless_left(left, interval)
             await send({"type": "http.response.body", "body": event, "more_body": True})
@@ -226,7 +235,8 @@ class FakeUpstream:
                 "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), *COMMON_HEADERS],
             }
         )
-        for i, chunk in enumerate(stream_chunks(model, count, tools=model == "fake-tools")):
+        reply = request.headers.get("x-fake-reply")
+        for i, chunk in enumerate(stream_chunks(model, count, tools=model == "fake-tools", text=reply)):
             if i > 0 and interval:
                 await _sleep_unless_left(left, interval)
             if model == "fake-gated" and i == 1:
@@ -279,10 +289,10 @@ TOOL_CALLS = [
 ]
 
 
-def completion(model: str, *, tools: bool = False) -> dict[str, Any]:
+def completion(model: str, *, tools: bool = False, text: str | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": None if tools else "Hello from the fake upstream.",
+        "content": None if tools else text or "Hello from the fake upstream.",
     }
     if tools:
         message["tool_calls"] = TOOL_CALLS
@@ -301,7 +311,7 @@ def sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
 
-def stream_chunks(model: str, count: int, *, tools: bool = False) -> list[bytes]:
+def stream_chunks(model: str, count: int, *, tools: bool = False, text: str | None = None) -> list[bytes]:
     base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000, "model": model}
     chunks = [sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})]
     if tools:
@@ -318,8 +328,8 @@ def stream_chunks(model: str, count: int, *, tools: bool = False) -> list[bytes]
                 delta = {"tool_calls": [{"index": i, "function": {"arguments": part}}]}
                 chunks.append(sse({**base, "choices": [{"index": 0, "delta": delta}]}))
     else:
-        for i in range(count):
-            chunks.append(sse({**base, "choices": [{"index": 0, "delta": {"content": f"part{i} "}}]}))
+        for piece in words(text) if text else [f"part{i} " for i in range(count)]:
+            chunks.append(sse({**base, "choices": [{"index": 0, "delta": {"content": piece}}]}))
     chunks.append(sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
     return chunks
 
