@@ -8,7 +8,9 @@ exchange is teed: the new input items and the output (:mod:`proxy.responses_repl
 Who the call is for: ``X-Memoire-User``, else the body's ``user``, else ``safety_identifier``, else the user
 of the response it continues (``previous_response_id``), else the key's default user. Its session:
 ``X-Memoire-Session``, else the session of the response it continues, else the ``conversation``'s id, else
-its own response id, so a chain of ``previous_response_id`` calls is one session.
+its own response id, so a chain of ``previous_response_id`` calls is one session. A call that sends the
+conversation back itself (its ``input`` holds items the model produced) is a chat client's turn: it gets
+no session of its own, as chat does not, or every turn of an agent's loop would open one.
 
 With the server's provider key (``Authorization: Bearer mk_…``) every tenant shares one provider account,
 so a response id is honoured only for the tenant that created it (:mod:`proxy.response_owners`): another
@@ -46,6 +48,14 @@ RESPONSES = Dialect("/v1/responses", responses_input.new_messages, responses_rep
 def _uncompressed(headers: Headers) -> Headers:
     """The response comes back uncompressed, so its id can be read as it passes."""
     return [*(h for h in headers if h[0] != b"accept-encoding"), (b"accept-encoding", b"identity")]
+
+
+def _own_session(view: responses_input.ResponsesView, response_id: str | None) -> str | None:
+    """The session a call that names none starts: its response's id, which a continuation joins; none
+    for a call that carries the conversation itself (read after the answer went out)."""
+    if response_id is None or responses_input.carries_history(view):
+        return None
+    return response_id
 
 
 @asgi("/v1/responses", copy_scope=False)
@@ -133,7 +143,7 @@ async def create_response(scope: Scope, receive: Receive, send: Send) -> None:
             RESPONSES,
             tenant_id=principal.tenant_id,
             user=identity.user,
-            session=session or (tap.response_id if tap else None),
+            session=session or _own_session(view, tap.response_id if tap else None),
             model=view.model,
             occurred_at=occurred_at,
             request_body=body,

@@ -102,6 +102,22 @@ def query_turns(view: ResponsesView) -> list[str]:
     return turns[::-1]
 
 
+def carries_history(view: ResponsesView) -> bool:
+    """Whether ``input`` holds an item the model produced: the client keeps the conversation itself and
+    sends it back each turn, as chat clients do."""
+    try:
+        items = _input.decode(view.input)
+    except msgspec.DecodeError:
+        return False
+    if not isinstance(items, list):
+        return False
+    for raw in items:
+        head = _head.decode(raw)
+        if head.type in _OUTPUT_TYPES or (head.type in (None, "message") and head.role == "assistant"):
+            return True
+    return False
+
+
 def inject(body: bytes, block: str, placement: Placement, stateful: bool) -> bytes:
     """``body`` with ``block`` placed as the module docstring says; every other field as it came."""
     top = _raw_dict.decode(body)

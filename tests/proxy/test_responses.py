@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import httpx
 import openai
 import pytest
@@ -20,8 +19,6 @@ from tests.conftest import ProxyFactory, fetch_sync, wait_until
 from tests.proxy.test_auth import ADMIN, SERVER_PROVIDER_KEY, new_key
 from tests.proxy.test_memory import block_of, remember
 from tests.support import responses_fake
-from tests.support.extraction import conversations_read
-from tests.support.llm import FakeLLM
 from tests.support.recorded import chat_logs as logs
 from tests.support.recorded import sent
 from tests.support.servers import ServerThread
@@ -169,6 +166,23 @@ def test_a_stateless_conversation_keeps_its_prefix_and_records_only_the_new_turn
     assert not any(OPEN in json.dumps(log) for log in logs(pg_dsn, 2))
 
 
+def test_an_agent_loop_that_sends_the_conversation_back_opens_no_session_per_call(
+    sdk: openai.OpenAI, fake: FakeUpstream, pg_dsn: str
+) -> None:
+    asked: list[Any] = [{"role": "user", "content": "What is the weather in Denver?"}]
+    first = sdk.responses.create(model="fake-tools", input=asked, user="erin")
+    # As the Agents SDK does: the stored response's output and the tool's result, sent back as input.
+    asked += [item.model_dump(exclude_none=True) for item in first.output]
+    asked.append({"type": "function_call_output", "call_id": "call_w1", "output": "Sunny, 24 °C"})
+    sdk.responses.create(model="fake-chat", input=asked, user="erin")
+    one, two = logs(pg_dsn, 2)
+    assert one["session"] == first.id  # a first call may be continued: its own id names the session
+    assert two["session"] is None  # the client keeps the conversation, as a chat client does
+    assert two["messages"] == [{"role": "tool", "tool_call_id": "call_w1", "content": "Sunny, 24 °C"}]
+    sessions = fetch_sync(pg_dsn, "SELECT external_id FROM sessions")
+    assert [row["external_id"] for row in sessions] == [first.id]
+
+
 def test_identity_order_header_user_safety_identifier(
     sdk: openai.OpenAI, fake: FakeUpstream, pg_dsn: str
 ) -> None:
@@ -286,6 +300,44 @@ class TestSharedProviderKey:
         a.responses.delete(created.id)
         assert created.id not in fake.stored
 
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("GET", "/v1/responses/{id}/"),
+            ("GET", "/v1/responses/{id}%2Finput_items"),
+            ("GET", "/v1/responses/%72esp_{tail}/input_items/"),
+            ("DELETE", "/v1/responses/%72%65%73%70%5F{tail}"),
+            ("POST", "/v1/responses/{id}%2fcancel"),
+        ],
+    )
+    def test_an_encoded_response_path_is_checked_for_the_id_it_names(
+        self, server: ServerThread, keys: tuple[str, str], fake: FakeUpstream, method: str, path: str
+    ) -> None:
+        created = self.client(server, keys[0]).responses.create(model="fake-chat", input="hello")
+        url = path.format(id=created.id, tail=created.id.removeprefix("resp_"))
+        with httpx.Client(base_url=server.url) as http:
+            before = len(fake.requests)
+            other = http.request(method, url, headers={"authorization": f"Bearer {keys[1]}"})
+            assert other.status_code == 404, other.text
+            assert other.json()["error"]["param"] == "id"
+            assert len(fake.requests) == before
+            own = http.request(method, url, headers={"authorization": f"Bearer {keys[0]}"})
+            assert len(fake.requests) == before + 1, own.text
+            assert fake.requests[-1].headers["authorization"] == f"Bearer {SERVER_PROVIDER_KEY}"
+
+    @pytest.mark.parametrize(
+        "path", ["/v1/Responses/{id}", "/v1/responses/{id}/input_items/x", "/v1/responses//{id}"]
+    )
+    def test_a_response_path_in_another_spelling_is_refused(
+        self, server: ServerThread, keys: tuple[str, str], fake: FakeUpstream, path: str
+    ) -> None:
+        created = self.client(server, keys[0]).responses.create(model="fake-chat", input="hello")
+        before = len(fake.requests)
+        with httpx.Client(base_url=server.url) as http:
+            refused = http.get(path.format(id=created.id), headers={"authorization": f"Bearer {keys[0]}"})
+        assert refused.status_code == 403, refused.text
+        assert len(fake.requests) == before
+
     def test_another_api_process_honours_the_link(
         self, server: ServerThread, keys: tuple[str, str], start_proxy: ProxyFactory, pg_dsn: str
     ) -> None:
@@ -342,39 +394,6 @@ class TestSharedProviderKey:
         created = own.responses.create(model="fake-chat", input="hi")
         assert fake.requests[-1].headers["authorization"] == "Bearer sk-client-own"
         assert own.responses.retrieve(created.id).id == created.id
-
-
-async def test_extraction_reads_a_responses_exchange_as_the_same_chat(
-    proxy: ServerThread,
-    fake: FakeUpstream,
-    llm: FakeLLM,
-    llm_url: str,
-    redis_url: str,
-    pg_dsn: str,
-    embedder: Any,
-    db: asyncpg.Pool,
-) -> None:
-    said = "I just moved to Denver!"
-    conversations = await conversations_read(
-        proxy.url,
-        [
-            ("/v1/chat/completions", {"model": "fake-chat", "messages": [{"role": "user", "content": said}]}),
-            ("/v1/responses", {"model": "fake-chat", "input": said, "stream": True}),
-        ],
-        llm=llm,
-        llm_url=llm_url,
-        redis_url=redis_url,
-        pg_dsn=pg_dsn,
-        embedder=embedder,
-        db=db,
-    )
-    assert conversations == [
-        [
-            {"role": "user", "content": said},
-            {"role": "assistant", "content": "Hello from the fake upstream."},
-        ],
-        [{"role": "user", "content": said}, {"role": "assistant", "content": "part0 part1 part2 "}],
-    ]
 
 
 def test_a_stream_without_its_terminal_event_is_rebuilt_from_what_arrived() -> None:
