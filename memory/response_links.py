@@ -9,7 +9,9 @@ and session, so a call that continues a response (``previous_response_id``) join
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
+import asyncpg
 import msgspec
 
 from memory.db import Connection
@@ -23,24 +25,40 @@ class Link(msgspec.Struct, frozen=True):
     session: str
 
 
-_BATCH = msgspec.json.Encoder()
+_LINK = msgspec.json.Encoder()
 
 
-async def record(conn: Connection, links: list[tuple[uuid.UUID, str, str, str]]) -> None:
-    """Link each ``(tenant_id, response_id, user, session)`` in one statement; first links stay.
+def encode(tenant_id: uuid.UUID, response_id: str, user: str, session: str) -> bytes:
+    """One link, ready for :func:`record` (about 1 µs, paid by the call the link is for)."""
+    return _LINK.encode({"t": str(tenant_id), "r": response_id, "u": user, "s": session})
 
-    The batch travels as one JSON document, which PostgreSQL unpacks: encoding four typed arrays cost the
-    caller's event loop 6 µs a link (0.62 ms for 100), the JSON 2 µs (0.46 ms), and the caller is the
-    proxy, between two relayed calls.
+
+_INSERT = """INSERT INTO response_links (tenant_id, response_id, end_user, session)
+SELECT t, r, u, s FROM json_to_recordset($1::json) AS x (t uuid, r text, u text, s text)"""
+
+
+async def record(conn: Connection, links: Sequence[bytes]) -> None:
+    """Write ``links`` (each made by :func:`encode`) in one statement; the first link of an id stays.
+
+    The batch travels as one JSON document, which PostgreSQL unpacks, and each link was encoded when it was
+    made: the caller is the proxy's event loop, between two relayed calls, and encoding a second's links at
+    once held it 2.1 ms for 1,700 links, where joining them takes 0.1 ms. (Four typed arrays cost 6 µs a
+    link.) Response ids are the provider's and new, so the batch is tried as a plain insert first: checking
+    each row for a conflict cost the database a third more (7.6 ms for 1,000 links against 5.1 ms). An id
+    already linked (a batch written again after a lost answer, or another tenant naming it) fails that
+    insert as a whole, and the batch is written again with the check.
     """
     if not links:
         return
-    await conn.execute(
-        """INSERT INTO response_links (tenant_id, response_id, end_user, session)
-           SELECT t, r, u, s FROM json_to_recordset($1::json) AS x (t uuid, r text, u text, s text)
-           ON CONFLICT (tenant_id, response_id) DO NOTHING""",
-        _BATCH.encode([{"t": str(t), "r": r, "u": u, "s": s} for t, r, u, s in links]).decode(),
-    )
+    doc = (b"[" + b",".join(links) + b"]").decode()
+    try:
+        if conn.is_in_transaction():  # a failed insert must not end the caller's transaction
+            async with conn.transaction():
+                await conn.execute(_INSERT, doc)
+        else:  # one statement, one round trip
+            await conn.execute(_INSERT, doc)
+    except asyncpg.UniqueViolationError:
+        await conn.execute(f"{_INSERT}\nON CONFLICT (tenant_id, response_id) DO NOTHING", doc)
 
 
 async def find(conn: Connection, tenant_id: uuid.UUID, response_id: str) -> Link | None:

@@ -37,10 +37,12 @@ CACHE_SIZE = 10_000
 #: Seconds after a miss at which the link is looked up again: a write from another process may be landing,
 #: at most :data:`WRITE_INTERVAL` and one statement's time after its response's head.
 MISS_RECHECKS = (0.02, 0.1, 0.25, 0.5, 1.0, 1.5)
-#: Seconds between two writes of links. Each write holds the event loop about 0.25 ms and 2 µs a link,
-#: which a relayed call in flight waits out (bench.perf, the three APIs, memory off at concurrency 1:
-#: written every 5 ms, 1.39× chat's added p50; every 250 ms, 1.01× p50 but 1.52× p99, as four calls a
-#: second met a write). Under load a continuation that reaches another process this soon waits for it.
+#: Seconds between two writes of links. Each write holds the event loop about 0.25 ms (the links were
+#: encoded as they came, so the batch is only joined), and costs the database about 5 µs a link, which a
+#: relayed call in flight waits out on a machine the database shares (bench.perf, the three APIs, memory
+#: off at concurrency 1: written every 5 ms, 1.39× chat's added p50; every 250 ms, 1.01× p50 but 1.52× p99,
+#: as four calls a second met a write). Under load a continuation that reaches another process this soon
+#: waits for it.
 WRITE_INTERVAL = 1.0
 #: Seconds the app's shutdown waits for the link writes under way.
 CLOSE_TIMEOUT = 1.0
@@ -67,7 +69,7 @@ class ResponseOwners:
         self._pool = pool
         self._health = health
         self._cache: OrderedDict[tuple[uuid.UUID, str], Link] = OrderedDict()
-        self._pending: list[tuple[uuid.UUID, str, str, str]] = []
+        self._pending: list[bytes] = []
         self._last_write = -WRITE_INTERVAL
         self._closing = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -113,7 +115,7 @@ class ResponseOwners:
     def link(self, tenant_id: uuid.UUID, response_id: str, link: Link) -> None:
         """Link ``response_id`` to the tenant: in process now, in the database by the writer task."""
         self._remember(tenant_id, response_id, link)
-        self._pending.append((tenant_id, response_id, link.user, link.session))
+        self._pending.append(response_links.encode(tenant_id, response_id, link.user, link.session))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending())
 
@@ -134,9 +136,7 @@ class ResponseOwners:
                 self._pending = [*left, *self._pending][-MAX_PENDING:]
             await self._pause(self._last_write + WRITE_INTERVAL - loop.time())
 
-    async def _write(
-        self, batch: list[tuple[uuid.UUID, str, str, str]]
-    ) -> list[tuple[uuid.UUID, str, str, str]]:
+    async def _write(self, batch: list[bytes]) -> list[bytes]:
         """Write ``batch``; return what is to be written again. A batch the database refuses for its
         content is written link by link, so one bad link cannot sink the others."""
         try:

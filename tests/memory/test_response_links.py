@@ -7,26 +7,32 @@ import asyncpg
 
 from memory import exchanges, keys, purge, response_links
 from memory.exchanges import DEFAULT_TENANT_ID
-from memory.response_links import Link
+from memory.response_links import Link, encode
 from tests.worker.test_tasks import said
 
 
 async def test_a_link_is_found_only_under_its_tenant(db: asyncpg.Pool) -> None:
     async with db.acquire() as conn:
         other = (await keys.create(conn, "other")).info.tenant_id
-        await response_links.record(conn, [(DEFAULT_TENANT_ID, "resp_a", "alice", "resp_a")])
+        await response_links.record(conn, [encode(DEFAULT_TENANT_ID, "resp_a", "alice", "resp_a")])
         await response_links.record(
             conn,
             [
-                (DEFAULT_TENANT_ID, "resp_a", "mallory", "x"),  # the first link stays
-                (other, "resp_b", 'o\'brien "the" ü', "s\\1"),  # one batch, two tenants
-                (other, "resp_b", "eve", "y"),  # the batch's first stays too
+                encode(DEFAULT_TENANT_ID, "resp_a", "mallory", "x"),  # the first link stays
+                encode(other, "resp_b", 'o\'brien "the" ü', "s\\1"),  # one batch, two tenants
+                encode(other, "resp_b", "eve", "y"),  # the batch's first stays too
             ],
         )
         assert await response_links.find(conn, DEFAULT_TENANT_ID, "resp_a") == Link("alice", "resp_a")
         assert await response_links.find(conn, other, "resp_a") is None
         assert await response_links.find(conn, other, "resp_b") == Link('o\'brien "the" ü', "s\\1")
         assert await response_links.find(conn, DEFAULT_TENANT_ID, "resp_b") is None
+        async with conn.transaction():  # a batch written again inside the caller's transaction keeps it
+            await response_links.record(
+                conn, [encode(other, "resp_b", "eve", "y"), encode(other, "resp_c", "c", "c")]
+            )
+            await conn.execute("SELECT 1")
+        assert await response_links.find(conn, other, "resp_c") == Link("c", "c")
 
 
 async def test_links_go_with_their_user_and_with_age(db: asyncpg.Pool) -> None:
@@ -35,7 +41,7 @@ async def test_links_go_with_their_user_and_with_age(db: asyncpg.Pool) -> None:
         await response_links.record(
             conn,
             [
-                (DEFAULT_TENANT_ID, f"resp_{n}", user, f"resp_{n}")
+                encode(DEFAULT_TENANT_ID, f"resp_{n}", user, f"resp_{n}")
                 for n, user in enumerate(("alice", "bob", "bob"), 1)
             ],
         )
