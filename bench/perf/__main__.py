@@ -81,7 +81,9 @@ async def _measure(stack: PerfStack, args: argparse.Namespace, results: dict[str
     if "dialects" in wanted:
         print("the three APIs …", flush=True)
         levels = [level for level in args.concurrency if level in (1, 16)] or args.concurrency[:1]
-        results["dialects"] = await dialects.run(stack, levels, rounds=args.rounds, duration=args.duration)
+        results["dialects"], results["dialects_pinned"] = await dialects.run(
+            stack, levels, rounds=args.rounds, duration=args.duration
+        )
     if "streams" in wanted:
         print("streams …", flush=True)
         streamed = overhead.targets(stack, stream=True, questions=20_000)

@@ -7,6 +7,12 @@ response (the default), so every call also links its response id (:mod:`proxy.re
 
 Reported per concurrency: added p50 and p99 per API and mode, and each one's ratio to chat's; the target is
 a ratio of at most 1.10.
+
+The figures compared are measured together: the memory-off modes are interleaved with the direct calls,
+and the recall modes with them again, apart, so a recall slice at concurrency 16 (a heap to collect,
+statistics to write) is never timed as part of the memory-off slice after it. Between two slices the proxy
+is left :data:`SETTLE` seconds, longer than the response-link writer's interval, so the writes a slice
+defers land in its own time or in the pause, never in another mode's.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from bench.perf.stats import summary
 DIALECTS = ("chat", "responses", "anthropic")
 #: A dialect's added latency may be at most this many times chat's.
 WITHIN = 1.10
+#: Seconds between two slices (proxy.response_owners.WRITE_INTERVAL is 1 s).
+SETTLE = 1.2
 
 
 def _bodies(dialect: str, asked: list[str]) -> list[dict[str, object]]:
@@ -64,9 +72,24 @@ def targets(stack: PerfStack, questions: int = 30_000, seed: int = 23) -> dict[s
     return modes
 
 
-async def run(stack: PerfStack, levels: list[int], *, rounds: int, duration: float) -> dict[str, Any]:
-    runs = await interleaved(targets(stack), levels, rounds=rounds, duration=duration, seed=7)
-    return report(runs)
+async def run(
+    stack: PerfStack, levels: list[int], *, rounds: int, duration: float
+) -> tuple[dict[str, Any], bool]:
+    """The report per level, and whether the proxy had a CPU of its own (see ``PerfStack.pinned``)."""
+    modes = targets(stack)
+    runs: dict[str, dict[str, list[Sample]]] = {}
+    with stack.pinned() as pinned:
+        for mode in ("off", "recall"):
+            group = {name: t for name, t in modes.items() if name.endswith(("-direct", f"-{mode}"))}
+            measured = await interleaved(
+                group, levels, rounds=rounds, duration=duration, seed=7, settle=SETTLE
+            )
+            for level, per_mode in measured.items():
+                for name, samples in per_mode.items():
+                    runs.setdefault(level, {})[f"{name}@{mode}" if name.endswith("-direct") else name] = (
+                        samples
+                    )
+    return report(runs), pinned
 
 
 def report(runs: dict[str, dict[str, list[Sample]]]) -> dict[str, Any]:
@@ -79,12 +102,12 @@ def report(runs: dict[str, dict[str, list[Sample]]]) -> dict[str, Any]:
         errors = {name: sum(s.status != 200 for s in samples) for name, samples in per_mode.items()}
         row: dict[str, Any] = {}
         for dialect in DIALECTS:
-            direct = stats[f"{dialect}-direct"]
             for mode in ("off", "recall"):
+                direct = stats[f"{dialect}-direct@{mode}"]
                 name = f"{dialect}-{mode}"
                 row[name] = {
                     "added": {q: round(stats[name][q] - direct[q], 3) for q in ("p50", "p99")},
-                    "errors": errors[name],
+                    "errors": errors[name] + errors[f"{dialect}-direct@{mode}"],
                     "direct": {q: direct[q] for q in ("p50", "p99")},
                 }
         for dialect in DIALECTS[1:]:
@@ -106,10 +129,13 @@ def within(row: dict[str, Any]) -> bool:
     )
 
 
-def markdown(results: dict[str, Any]) -> list[str]:
+def markdown(results: dict[str, Any], pinned: bool) -> list[str]:
+    where = "Mémoire on a CPU of its own, the load, fakes and database on the rest" if pinned else "unpinned"
     lines = [
         "",
         "## The three APIs (ms added over each API's own direct call; non-streamed, interleaved)",
+        "",
+        f"Memory-off and recall modes interleaved apart, each with the direct calls; {where}.",
         "",
         "| concurrency | API | mode | +p50 | +p99 | ratio to chat p50 / p99 | errors |",
         "|---|---|---|---|---|---|---|",

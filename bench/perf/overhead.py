@@ -16,6 +16,7 @@ whose p99 stays within twice the p99 at the lowest rate.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import statistics
 import time
@@ -77,9 +78,17 @@ def _added(mode: dict[str, Any], direct: dict[str, Any]) -> dict[str, float]:
 
 
 async def interleaved(
-    modes: dict[str, Target], levels: list[int], *, rounds: int, duration: float, seed: int = 1
+    modes: dict[str, Target],
+    levels: list[int],
+    *,
+    rounds: int,
+    duration: float,
+    seed: int = 1,
+    settle: float = 0.0,
 ) -> dict[str, dict[str, list[Sample]]]:
-    """Samples per concurrency level and mode; every mode gets the same time (``rounds × duration``)."""
+    """Samples per concurrency level and mode; every mode gets the same time (``rounds × duration``).
+    ``settle`` seconds pass between two modes, so work a mode leaves behind (writes the proxy defers) is not
+    timed as the next one's."""
     rng = random.Random(seed)
     out: dict[str, dict[str, list[Sample]]] = {}
     for level in levels:
@@ -91,6 +100,8 @@ async def interleaved(
             rng.shuffle(order)
             for name in order:
                 per_mode[name] += await closed_loop(modes[name], level, duration=duration)
+                if settle:
+                    await asyncio.sleep(settle)
         out[str(level)] = per_mode
     return out
 

@@ -135,7 +135,7 @@ def markdown(results: dict[str, Any]) -> str:
                     f"| {direct['p50']:.2f} / {direct['p99']:.2f} |"
                 )
     if results.get("dialects"):
-        lines += dialects.markdown(results["dialects"])
+        lines += dialects.markdown(results["dialects"], results.get("dialects_pinned", False))
     lines += ["", "## Streams (ms): first event added over direct, and gap distortion p99", ""]
     lines += [
         "| concurrency | mode | first event +p50 | +p99 | gap distortion p99 |",
