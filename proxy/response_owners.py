@@ -143,7 +143,8 @@ class ResponseOwners:
                     log.error("%d response links not stored before shutdown", len(left))
                     return
                 self._pending = [*left, *self._pending][-MAX_PENDING:]
-            await self._pause(self._last_write + WRITE_INTERVAL - loop.time())
+            # After a failure the interval is waited out whole: a full batch must not retry at once.
+            await self._pause(self._last_write + WRITE_INTERVAL - loop.time(), when_full=not left)
 
     async def _write(self, batch: list[bytes]) -> list[bytes]:
         """Write ``batch``; return what is to be written again. A batch the database refuses for its
@@ -166,14 +167,15 @@ class ResponseOwners:
                 return batch[at:]
         return []
 
-    async def _pause(self, seconds: float) -> None:
-        """Wait ``seconds`` (at least one turn of the loop), or until a batch is full or the app closes."""
+    async def _pause(self, seconds: float, *, when_full: bool = True) -> None:
+        """Wait ``seconds`` (at least one turn of the loop), or until the app closes, or (``when_full``)
+        until a batch is full."""
         self._wake.clear()
-        if seconds <= 0 or self._closing.is_set() or len(self._pending) >= BATCH:
+        if seconds <= 0 or self._closing.is_set() or (when_full and len(self._pending) >= BATCH):
             await asyncio.sleep(0)
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            await asyncio.wait_for((self._wake if when_full else self._closing).wait(), seconds)
 
     def tap(self, tenant_id: uuid.UUID, user: str, session: str | None) -> LinkTap:
         """A relay tap that links the response it sees (its session: ``session``, else its own id)."""
