@@ -118,9 +118,9 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _place(pid: int, cpus: set[int]) -> None:
-    """Every thread of ``pid`` and of its descendants onto ``cpus`` (threads and children made later
-    inherit it)."""
+def _place(pid: int, cpus: set[int], *, descendants: bool = True) -> None:
+    """Every thread of ``pid`` (and of its descendants) onto ``cpus``; threads and children made later
+    inherit it."""
     try:
         tasks = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
     except OSError:
@@ -128,9 +128,10 @@ def _place(pid: int, cpus: set[int]) -> None:
     for tid in tasks:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(tid, cpus)
-        with contextlib.suppress(OSError):
-            for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split():
-                _place(int(child), cpus)
+        if descendants:
+            with contextlib.suppress(OSError):
+                for child in Path(f"/proc/{pid}/task/{tid}/children").read_text().split():
+                    _place(int(child), cpus)
 
 
 class PerfStack:
@@ -278,15 +279,17 @@ class PerfStack:
         placed = {
             self.procs["memoire"].pid: {cpus[0]},
             self.procs["upstream"].pid: others,
-            os.getpid(): others,
         }
         if postmaster is not None:
-            placed[postmaster] = others
+            placed[postmaster] = others  # and its backends, its children
         try:
+            # This process alone: Mémoire and the fakes are its children, placed on their own.
+            _place(os.getpid(), others, descendants=False)
             for pid, where in placed.items():
                 _place(pid, where)
             yield True
         finally:
+            _place(os.getpid(), set(cpus), descendants=False)
             for pid in placed:
                 _place(pid, set(cpus))
 
