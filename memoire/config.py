@@ -50,9 +50,6 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Largest request body the proxy accepts; larger ones get 413."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level of every process."""
-    freeze_heap: bool = True
-    """Once the API process has started, leave what it holds out of the garbage collector's full passes
-    (``gc.freeze``), which otherwise stopped every call in flight about 55 ms every few seconds under load."""
 
 
 class DatabaseConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -94,11 +94,6 @@ class Memory:
             self._embedder_error = repr(exc)
             log.exception("embedder failed to load; recall falls back to wording only")
 
-    async def loaded(self) -> None:
-        """Return once the embedder has loaded, or failed to (at once when :meth:`start` was not called)."""
-        if self._loading is not None:
-            await asyncio.wait({self._loading})
-
     async def close(self) -> None:
         if self._loading is not None:
             self._loading.cancel()

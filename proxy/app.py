@@ -22,7 +22,6 @@ from memory.migrations import pending
 from memory.routes import ROUTES
 from memory.service import EmbedderFactory, Memory
 from memory.spool import Spool
-from proxy import heap
 from proxy import services as services_
 from proxy.admin_jobs import failed_jobs, retry_job, run_task
 from proxy.anthropic_messages import create_message
@@ -106,12 +105,6 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]
     return Response(checks, status_code=200 if ready else 503)
 
 
-async def _settle_when_loaded(memory: Memory) -> None:
-    if not memory.embedder_ready:
-        await memory.loaded()
-        heap.settle()
-
-
 def create_app(
     config: Config,
     dsn: str,
@@ -153,17 +146,9 @@ def create_app(
             limiter=RateLimiter(redis, config.auth, health),
             owners=owners,
         )
-        settling: asyncio.Task[None] | None = None
-        if config.server.freeze_heap:
-            heap.settle()
-            # What the embedder holds once it has loaded lives as long: out of the collector's sight too.
-            settling = asyncio.create_task(_settle_when_loaded(memory), name="memoire-heap-settle")
         try:
             yield
         finally:
-            if settling is not None:
-                settling.cancel()
-                heap.thaw()
             await owners.close()
             await intake.close()
             await memory.close()

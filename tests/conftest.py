@@ -186,8 +186,6 @@ def start_proxy(
             "database": {"pool_min": 1, "pool_max": 4, "connect_timeout": 1.0},
             # Most tests are about something else: auth is on in tests/proxy/test_auth.py and the SDK's.
             "auth": {"enabled": False},
-            # Every app of the suite shares the test process: tests/proxy/test_heap.py freezes its heap.
-            "server": {"freeze_heap": False},
         }
         for name, values in sections.items():
             base[name] = {**base.get(name, {}), **values}
