@@ -39,7 +39,7 @@ CACHE_SIZE = 10_000
 #: at most :data:`WRITE_INTERVAL` and one statement's time after its response's head.
 MISS_RECHECKS = (0.02, 0.1, 0.25, 0.5, 1.0, 1.5)
 #: Seconds between two writes of links. Each write holds the event loop about 0.25 ms (the links were
-#: encoded as they came, so the batch is only joined), and costs the database about 5 µs a link, which a
+#: encoded as they came, so the batch is only joined), and costs the database about 3 µs a link, which a
 #: relayed call in flight waits out on a machine the database shares (bench.perf, the three APIs, memory
 #: off at concurrency 1: written every 5 ms, 1.39× chat's added p50; every 250 ms, 1.01× p50 but 1.52× p99,
 #: as four calls a second met a write). Under load a continuation that reaches another process this soon

@@ -1,4 +1,5 @@
-"""The response-link writer while the database is away: links wait, and are not retried in a tight loop."""
+"""The response-link writer: while the database is away links wait, and are not retried in a tight loop; a
+link the database refuses costs only itself."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import asyncio
 import logging
 import uuid
 
+import asyncpg
 import pytest
 
 from memoire.config import DatabaseConfig
-from memory import db
+from memory import db, response_links
 from memory.health import Health
 from memory.response_links import Link
 from proxy.response_owners import BATCH, WRITE_INTERVAL, ResponseOwners
@@ -35,3 +37,22 @@ async def test_a_full_batch_that_failed_waits_out_the_interval_before_it_is_trie
     finally:
         await owners.close()
         await pool.close()
+
+
+async def test_a_link_the_database_refuses_does_not_sink_its_batch(
+    db: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    owners = ResponseOwners(db, Health())
+    tenant = uuid.uuid4()
+    caplog.set_level(logging.ERROR, logger="proxy.response_owners")
+    try:
+        owners.link(tenant, "resp_before", Link("u", "s"))
+        owners.link(tenant, "resp_nul", Link("u\0", "s"))  # text PostgreSQL cannot hold
+        owners.link(tenant, "resp_after", Link("v", "t"))
+    finally:
+        await owners.close()  # writes what is pending
+    async with db.acquire() as conn:
+        assert await response_links.find(conn, tenant, "resp_before") == Link("u", "s")
+        assert await response_links.find(conn, tenant, "resp_after") == Link("v", "t")
+        assert await response_links.find(conn, tenant, "resp_nul") is None
+    assert any("kept in process only" in r.getMessage() for r in caplog.records)
