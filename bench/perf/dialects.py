@@ -75,7 +75,7 @@ def targets(stack: PerfStack, questions: int = 30_000, seed: int = 23) -> dict[s
 async def run(
     stack: PerfStack, levels: list[int], *, rounds: int, duration: float
 ) -> tuple[dict[str, Any], bool]:
-    """The report per level, and whether the proxy had a CPU of its own (see ``PerfStack.pinned``)."""
+    """The report per level, and whether the stack had a CPU of its own (see ``PerfStack.pinned``)."""
     modes = targets(stack)
     runs: dict[str, dict[str, list[Sample]]] = {}
     with stack.pinned() as pinned:
@@ -130,7 +130,8 @@ def within(row: dict[str, Any]) -> bool:
 
 
 def markdown(results: dict[str, Any], pinned: bool) -> list[str]:
-    where = "Mémoire on a CPU of its own, the load, fakes and database on the rest" if pinned else "unpinned"
+    stack = "Mémoire and its database on one CPU, the load and the fake upstream on the rest"
+    where = stack if pinned else "unpinned"
     lines = [
         "",
         "## The three APIs (ms added over each API's own direct call; non-streamed, interleaved)",

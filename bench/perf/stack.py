@@ -262,29 +262,34 @@ class PerfStack:
 
     @contextlib.contextmanager
     def pinned(self) -> Iterator[bool]:
-        """Mémoire on the first CPU, the rest of the run (this load generator, the fake upstream,
-        PostgreSQL) on the others, while the block runs; yields False, pinning nothing, with one CPU.
+        """The stack under test (Mémoire and its PostgreSQL) on the first CPU, the world it serves (this load
+        generator, the fake upstream) on the others, while the block runs; yields False, pinning nothing,
+        with one CPU.
 
         On two cores, where the scheduler put the proxy beside the load or the database changed from one
         slice to the next, and the memory-off figures at concurrency 16 (where the proxy is the
-        bottleneck) swung with it: added p50 from 5.8 to 9.6 ms for the same work."""
+        bottleneck) swung with it: added p50 from 5.8 to 9.6 ms for the same work. The database sits with
+        Mémoire because its work is the stack's: placed with the fake upstream, a write the proxy had
+        deferred stalled the upstream's answer to the call in flight, which the direct calls beside it
+        never met; and each recall crossed CPUs (bench.perf, the three APIs, concurrency 1: chat's added
+        p50 0.99 ms with the database on the other CPU, 0.63 with it beside Mémoire)."""
         cpus = sorted(os.sched_getaffinity(0))
         if len(cpus) < 2:
             yield False
             return
-        others = set(cpus[1:])
+        stack, world = {cpus[0]}, set(cpus[1:])
         postmaster = next(
             (pid for pid in _pids() if "postgres" in _cmdline(pid) and str(self.tmp) in _cmdline(pid)), None
         )
         placed = {
-            self.procs["memoire"].pid: {cpus[0]},
-            self.procs["upstream"].pid: others,
+            self.procs["memoire"].pid: stack,
+            self.procs["upstream"].pid: world,
         }
         if postmaster is not None:
-            placed[postmaster] = others  # and its backends, its children
+            placed[postmaster] = stack  # and its backends, its children
         try:
             # This process alone: Mémoire and the fakes are its children, placed on their own.
-            _place(os.getpid(), others, descendants=False)
+            _place(os.getpid(), world, descendants=False)
             for pid, where in placed.items():
                 _place(pid, where)
             yield True
