@@ -66,7 +66,10 @@ async def test_metrics_show_latency_queue_depth_and_extraction_outcomes(
     assert sample(waiting, "memoire_queue_depth", queue="redis") == 2
     assert sample(after, "memoire_queue_depth", queue="redis") == 0
     assert sample(after, "memoire_queue_depth", queue="spool") == 0
-    assert sample(after, "memoire_extractions_total", outcome="extracted") == 2
+    # A job extracts its user's earlier pending exchanges first, so the second job may find its own done.
+    extracted = sample(after, "memoire_extractions_total", outcome="extracted")
+    assert extracted >= 1
+    assert extracted + sample(after, "memoire_extractions_total", outcome="already-extracted") == 2
     assert sample(after, "memoire_job_failures_total", task="decay_stale_facts") == 0
 
 
