@@ -47,10 +47,11 @@ MISS_RECHECKS = (0.02, 0.1, 0.25, 0.5, 1.0, 1.5)
 WRITE_INTERVAL = 1.0
 #: Links per write: more pending than this are written without waiting out the interval. It bounds how long
 #: one write keeps the database busy, which the calls in flight on a machine it shares wait out: a second's
-#: links in one statement (2,000 at concurrency 16) took 10 ms, and chat's p99 ratio was 1.32×. At 2.6 µs a
-#: link (binary COPY), 512 take about 1.3 ms, what 256 took before, and half as many writes spare half the
-#: writes' fixed cost (0.2 ms of the proxy's loop each). bench.perf, the three APIs, memory off, responses'
-#: p99 ratio to chat: 1.11× at concurrency 1 and 1.08× at 16 with 256 a write; 1.06× and 1.08× with 512.
+#: links in one statement (2,000 at concurrency 16) took 10 ms, and responses' p99 was 1.32× chat's. At
+#: 2.6 µs a link (binary COPY), 512 take about 1.3 ms, what 256 took before, and half as many writes spare
+#: half the writes' fixed cost (0.2 ms of the proxy's loop each). bench.perf, the three APIs, memory off,
+#: responses' p99 ratio to chat: 1.11× at concurrency 1 and 1.08× at 16 with 256 a write; 1.06× and 1.08×
+#: with 512.
 BATCH = 512
 #: Seconds the app's shutdown waits for the link writes under way.
 CLOSE_TIMEOUT = 1.0
