@@ -209,7 +209,7 @@ def cmd_serve(config: Config) -> int:
     else:
         from proxy.app import create_app
 
-        uvicorn.run(create_app(config, dsn), **options)
+        uvicorn.run(create_app(config, dsn, owns_process=True), **options)
     return 0
 
 

@@ -94,6 +94,11 @@ class Memory:
             self._embedder_error = repr(exc)
             log.exception("embedder failed to load; recall falls back to wording only")
 
+    async def loaded(self) -> None:
+        """Returns once the embedder has loaded, or failed to (at once if :meth:`start` was not called)."""
+        if self._loading is not None:
+            await asyncio.wait({self._loading})
+
     async def close(self) -> None:
         if self._loading is not None:
             self._loading.cancel()

@@ -22,6 +22,7 @@ from memory.migrations import pending
 from memory.routes import ROUTES
 from memory.service import EmbedderFactory, Memory
 from memory.spool import Spool
+from proxy import heap
 from proxy import services as services_
 from proxy.admin_jobs import failed_jobs, retry_job, run_task
 from proxy.anthropic_messages import create_message
@@ -105,15 +106,25 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]
     return Response(checks, status_code=200 if ready else 503)
 
 
+async def _settle_when_loaded(memory: Memory) -> None:
+    if memory.embedder_ready:
+        return
+    await memory.loaded()
+    heap.settle(collect=False)  # serving by now: no full collection, only the freeze
+
+
 def create_app(
     config: Config,
     dsn: str,
     *,
     embedder_factory: EmbedderFactory | None = None,
+    owns_process: bool = False,
 ) -> Litestar:
     """The API app for ``config``, storing into the database at ``dsn``.
 
     ``embedder_factory`` replaces the configured embedder (tests use it to make one that fails).
+    ``owns_process``: the app is all its process serves (``memoire serve``), so once started it settles the
+    process's heap (:mod:`proxy.heap`); an app embedded in another process (tests) leaves it alone.
     """
     factory = embedder_factory or (lambda: embeddings.create(config))
 
@@ -146,9 +157,18 @@ def create_app(
             limiter=RateLimiter(redis, config.auth, health),
             owners=owners,
         )
+        settled: asyncio.Task[None] | None = None
+        if owns_process:
+            heap.settle()
+            # The embedder may still be loading (Memory.start waits 5 s): what it builds is settled once in.
+            settled = asyncio.create_task(_settle_when_loaded(memory), name="memoire-heap-settle")
         try:
             yield
         finally:
+            if settled is not None:
+                settled.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await settled
             await owners.close()
             await intake.close()
             await memory.close()
@@ -194,4 +214,4 @@ def app_from_env() -> Litestar:
     config, _ = load(os.environ)
     if not config.database.url:
         raise RuntimeError("MEMOIRE_DATABASE_URL must be set for multi-worker serving")
-    return create_app(config, config.database.url)
+    return create_app(config, config.database.url, owns_process=True)
