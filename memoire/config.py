@@ -48,6 +48,9 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Where local state lives: embedded PostgreSQL, a self-started Redis, the exchange spool."""
     max_body_bytes: int = 32 * 1024 * 1024
     """Largest request body the proxy accepts; larger ones get 413."""
+    max_json_depth: int = 128
+    """Deepest nesting of arrays and objects a request body may have; deeper ones get 400
+    json_limit_exceeded before anything decodes them. Tool schemas and content blocks nest about 10 deep."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level of every process."""
 
@@ -375,6 +378,7 @@ def _check(config: Config) -> None:
         ("server", "port"): config.server.port,
         ("server", "workers"): config.server.workers,
         ("server", "max_body_bytes"): config.server.max_body_bytes,
+        ("server", "max_json_depth"): config.server.max_json_depth,
         ("database", "pool_max"): config.database.pool_max,
         ("upstream", "max_connections"): config.upstream.max_connections,
         ("spool", "batch_size"): config.spool.batch_size,

@@ -5,6 +5,7 @@ The tree::
     MemoireError (500, server_error)
     ├── RequestError (400, invalid_request_error)
     │   ├── InvalidJSON (400, code invalid_json)
+    │   │   └── JSONLimitExceeded (400, code json_limit_exceeded; names the field in ``param``)
     │   ├── InvalidField (400, code invalid_value; names the field in ``param``)
     │   ├── PayloadTooLarge (413, code payload_too_large)
     │   ├── NotFound (404, code not_found; names the field in ``param``)
@@ -35,6 +36,8 @@ from typing import ClassVar, TypeVar
 
 import msgspec
 
+from memoire import json_limits
+
 _T = TypeVar("_T")
 
 
@@ -57,6 +60,12 @@ class RequestError(MemoireError):
 
 class InvalidJSON(RequestError):
     code = "invalid_json"
+
+
+class JSONLimitExceeded(InvalidJSON):
+    """Nesting deeper than ``server.max_json_depth``, or a number no integer or double holds."""
+
+    code = "json_limit_exceeded"
 
 
 class InvalidField(RequestError):
@@ -193,6 +202,20 @@ def render_anthropic(exc: MemoireError) -> bytes:
     return _encoder.encode(_AnthropicBody(_AnthropicDetail(kind, message)))
 
 
+def limit_error(breach: json_limits.Breach, max_depth: int) -> JSONLimitExceeded:
+    at = f" at `{breach.path}`" if breach.path else ""
+    if breach.kind == "depth":
+        message = f"the JSON nests deeper than {max_depth} levels{at} (the limit is server.max_json_depth)"
+    elif breach.kind == "numbers":
+        message = (
+            f"the JSON holds more than {json_limits.MOST_SUSPECTS} numbers of 20 digits or with a 3-digit "
+            "exponent; each would need a check that it fits a 64-bit integer or a finite double"
+        )
+    else:
+        message = f"a number{at} is out of range: JSON numbers must fit a 64-bit integer or a finite double"
+    return JSONLimitExceeded(message, param=breach.path)
+
+
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
@@ -215,10 +238,14 @@ def from_validation(exc: msgspec.ValidationError) -> InvalidField:
     return InvalidField(f"{message} at `{param}`", param=param)
 
 
-def decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
-    """Decode a request body, translating msgspec's errors into ours (naming the field)."""
+def decode(decoder: msgspec.json.Decoder[_T], body: bytes, max_depth: int) -> _T:
+    """Decode a request body, translating msgspec's errors into ours (naming the field). The body is held
+    to :mod:`memoire.json_limits` first: nesting at most ``max_depth`` deep, numbers in range."""
     if not body.strip():
         raise InvalidJSON("the request body is empty; a JSON object was expected")
+    breach = json_limits.check(body, max_depth)
+    if breach is not None:
+        raise limit_error(breach, max_depth)
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:

@@ -13,10 +13,10 @@ from litestar import get, post
 from litestar.params import FromPath
 from redis.exceptions import RedisError
 
-from memoire.errors import NotFound, StorageUnavailable, decode
+from memoire.errors import NotFound, StorageUnavailable
 from memory import db
 from memory.facts import NO_NUL
-from memory.routes.context import AnyRequest
+from memory.routes.context import AnyRequest, json_body
 from proxy import services as services_
 from worker import failures
 
@@ -54,7 +54,7 @@ async def run_task(request: AnyRequest, task: FromPath[str]) -> Queued:
     """Queue a care task now, for everyone or one user."""
     if task not in RUNNABLE:
         raise NotFound(f"no task {task!r}; tasks: {', '.join(sorted(RUNNABLE))}", param="task")
-    body = decode(_decoder, await request.body() or b"{}")
+    body = await json_body(request, _decoder, b"{}")
     services = services_.from_scope(request.scope)
     try:
         job = await services.redis.enqueue_job(task, user=body.user_id)

@@ -44,7 +44,7 @@ async def create_message(scope: Scope, receive: Receive, send: Send) -> None:
     headers = cast(Headers, scope["headers"])
     try:
         body = await read_body(receive, headers, services.config.server.max_body_bytes)
-        view = decode(anthropic_input.view_decoder, body)
+        view = decode(anthropic_input.view_decoder, body, services.config.server.max_json_depth)
     except ClientGone:
         return
     except MemoireError as exc:

@@ -73,7 +73,7 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
     headers = cast(Headers, scope["headers"])
     try:
         body = await read_body(receive, headers, services.config.server.max_body_bytes)
-        view = decode(_view, body)
+        view = decode(_view, body, services.config.server.max_json_depth)
     except ClientGone:
         return
     except MemoireError as exc:

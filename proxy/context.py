@@ -12,10 +12,9 @@ from typing import Annotated
 import msgspec
 from litestar import Response, post
 
-from memoire.errors import decode
 from memory import recall, users
 from memory.facts import NO_NUL
-from memory.routes.context import AnyRequest, status_headers, tenant
+from memory.routes.context import AnyRequest, json_body, status_headers, tenant
 from memory.routes.facts import UserId
 from proxy import services as services_
 from proxy.remember import CONTEXT_TURNS, MAX_QUERY_CHARS, RECALL_TEMPORAL
@@ -45,7 +44,7 @@ _decoder = msgspec.json.Decoder(ContextRequest)
 @post("/v1/context", status_code=200, opt={"body": ContextRequest})
 async def memory_context(request: AnyRequest) -> Response[ContextResponse]:
     """The memory block the proxy would add for this user and message."""
-    body = decode(_decoder, await request.body())
+    body = await json_body(request, _decoder)
     services = services_.from_scope(request.scope)
     text = body.query.replace("\x00", "")[-MAX_QUERY_CHARS:]
     earlier = tuple(turn.replace("\x00", "")[-MAX_QUERY_CHARS:] for turn in body.context[-CONTEXT_TURNS:])

@@ -17,7 +17,8 @@ from urllib.parse import unquote
 from litestar import asgi
 from litestar.types import HTTPScope, Receive, Scope, Send
 
-from memoire.errors import InvalidField, MemoireError, NotFound, PermissionDenied
+from memoire import json_limits
+from memoire.errors import InvalidField, MemoireError, NotFound, PermissionDenied, limit_error
 from proxy import services as services_
 from proxy.auth import ANTHROPIC, principal_of
 from proxy.relay import ClientGone, ErrorShape, read_body, relay, send_error
@@ -172,6 +173,11 @@ async def _relay_as_is(
         body = await read_body(
             receive, cast(Headers, scope["headers"]), services.config.server.max_body_bytes
         )
+        if body and _is_json(cast(Headers, scope["headers"])):
+            # Not decoded here, but held to the same limits as every route (the provider's may differ).
+            depth = services.config.server.max_json_depth
+            if (breach := json_limits.check(body, depth)) is not None:
+                raise limit_error(breach, depth)
     except ClientGone:
         return
     except MemoireError as exc:
@@ -189,6 +195,10 @@ async def _relay_as_is(
         heartbeat=services.config.upstream.heartbeat_idle,
         error_shape=shape,
     )
+
+
+def _is_json(headers: Headers) -> bool:
+    return any(k == b"content-type" and b"json" in v.lower() for k, v in headers)
 
 
 @asgi(_PREFIX, is_mount=True, copy_scope=True)

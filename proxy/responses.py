@@ -72,7 +72,7 @@ async def create_response(scope: Scope, receive: Receive, send: Send) -> None:
     link: Link | None = None
     try:
         body = await read_body(receive, headers, services.config.server.max_body_bytes)
-        view = decode(responses_input.view_decoder, body)
+        view = decode(responses_input.view_decoder, body, services.config.server.max_json_depth)
         if shared and view.conversation is not None:
             raise PermissionDenied(
                 "`conversation` names a conversation of the provider account that every tenant shares, so"

@@ -109,3 +109,49 @@ def test_no_input_gets_a_server_error(fuzzed: tuple[ServerThread, dict[str, str]
     # Both accepted and refused requests were made, and none of them was a server error.
     assert sum(n for status, n in statuses.items() if status < 300) > 100
     assert sum(n for status, n in statuses.items() if 400 <= status < 500) > 100
+
+
+def nested(levels: int) -> Any:
+    value: Any = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_hostile_json_to_every_operation_with_a_body_gets_a_400_naming_it(
+    fuzzed: tuple[ServerThread, dict[str, str]],
+) -> None:
+    """Valid bodies from the schema, each given one hostile field: nesting past ``server.max_json_depth``
+    (128) or an integer no 64 bits hold. Every one gets 400 json_limit_exceeded, naming the field."""
+    server, headers = fuzzed
+    schema = schemathesis.openapi.from_url(f"{server.url}/schema/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    with_body = [op for op in operations if "application/json" in op.get_request_payload_content_types()]
+    assert len(with_body) >= 5
+    refused: list[str] = []
+    for operation in with_body:
+
+        @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+        @settings(
+            max_examples=3,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+            database=None,
+        )
+        def check(case: Any) -> None:
+            if not isinstance(case.body, dict):
+                return
+            if case.path_parameters and "task" in case.path_parameters:
+                case.path_parameters["task"] = "optimize_memory"  # a task that exists: the body is read
+            for hostile in (nested(200), 10**30):
+                case.body = {**case.body, "hostile": hostile}
+                response = case.call(base_url=server.url, headers=headers)
+                assert response.status_code == 400, response.text
+                error = response.json()["error"]
+                assert error["code"] == "json_limit_exceeded"
+                assert error["param"].startswith("hostile")
+            refused.append(case.operation.label)
+
+        check()
+    assert len(set(refused)) == len(with_body)

@@ -1,12 +1,15 @@
-"""What a REST handler needs from the app: the memory core, the tenant, and the status headers."""
+"""What a REST handler needs from the app: the memory core, its JSON body, the tenant, and the status
+headers."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from litestar import Request
 
+from memoire.errors import decode
 from memory.keys import Principal
 from memory.service import Memory
 
@@ -14,11 +17,18 @@ from memory.service import Memory
 PRINCIPAL = "memoire.principal"
 
 AnyRequest = Request[Any, Any, Any]
+_T = TypeVar("_T")
 
 
 def memory(request: AnyRequest) -> Memory:
     found: Memory = request.app.state.memory
     return found
+
+
+async def json_body(request: AnyRequest, decoder: msgspec.json.Decoder[_T], empty: bytes = b"") -> _T:
+    """The request's body through ``decoder``, held to the JSON limits (``server.max_json_depth``); an
+    empty body reads as ``empty`` when one is given."""
+    return decode(decoder, await request.body() or empty, memory(request).config.server.max_json_depth)
 
 
 def tenant(request: AnyRequest) -> uuid.UUID:

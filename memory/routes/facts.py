@@ -11,10 +11,10 @@ import msgspec
 from litestar import Response, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from memoire.errors import InvalidField, NotFound, decode
+from memoire.errors import InvalidField, NotFound
 from memory import browse, db, edits, users
 from memory.facts import NO_NUL, Fact, FactStatus, NewFact, Outcome, TemporalStatus
-from memory.routes.context import AnyRequest, memory, status_headers, tenant
+from memory.routes.context import AnyRequest, json_body, memory, status_headers, tenant
 
 UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=users.MAX_NAME, pattern=NO_NUL)]
 #: Most facts one ``POST /v1/facts`` takes.
@@ -50,7 +50,7 @@ _decoder = msgspec.json.Decoder(FactsRequest)
 @post("/v1/facts", status_code=200, opt={"body": FactsRequest})
 async def create_facts(request: AnyRequest) -> Response[FactsResponse]:
     """Remember facts through the same embed → dedup → supersede path as extraction; all or nothing."""
-    body = decode(_decoder, await request.body())
+    body = await json_body(request, _decoder)
     results = await memory(request).remember(tenant(request), body.user_id, body.facts)
     return Response(
         FactsResponse(results=[FactResult(r.id, r.outcome) for r in results]), headers=status_headers([])
@@ -132,7 +132,7 @@ _patch_decoder = msgspec.json.Decoder(edits.FactPatch)
 @patch("/v1/facts/{fact_id:uuid}", opt={"body": edits.FactPatch})
 async def patch_fact(request: AnyRequest, fact_id: FromPath[uuid.UUID]) -> Fact:
     """Correct a fact: only the fields given change; a new text is embedded again."""
-    body = decode(_patch_decoder, await request.body())
+    body = await json_body(request, _patch_decoder)
     mem = memory(request)
     embedding = None
     if isinstance(body.text, str):

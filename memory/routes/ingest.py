@@ -15,11 +15,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Response, post
 
-from memoire.errors import decode
 from memory.exchanges import Exchange, new_id, now
 from memory.facts import NO_NUL, Moment, check_range
 from memory.intake import Intake
-from memory.routes.context import AnyRequest, status_headers, tenant
+from memory.routes.context import AnyRequest, json_body, status_headers, tenant
 from memory.routes.facts import UserId
 
 #: Namespace of exchange ids derived from idempotency keys.
@@ -66,7 +65,7 @@ def _message(message: IngestMessage) -> dict[str, Any]:
 @post("/v1/ingest", status_code=202, opt={"body": IngestRequest})
 async def ingest(request: AnyRequest) -> Response[IngestResponse]:
     """Accept an exchange for extraction: 202 once it is safe on disk; extraction follows in the worker."""
-    body = decode(_decoder, await request.body())
+    body = await json_body(request, _decoder)
     tenant_id = tenant(request)
     exchange_id = (
         uuid.uuid5(_IDEMPOTENCY_NS, f"{tenant_id}:{body.user_id}:{body.idempotency_key}")

@@ -9,11 +9,11 @@ import msgspec
 from litestar import delete, get, post
 from litestar.params import FromPath, FromQuery
 
-from memoire.errors import Conflict, NotFound, decode
+from memoire.errors import Conflict, NotFound
 from memory import db, keys, users
 from memory.exchanges import DEFAULT_USER
 from memory.facts import NO_NUL
-from memory.routes.context import AnyRequest, memory
+from memory.routes.context import AnyRequest, json_body, memory
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 
@@ -44,7 +44,7 @@ _decoder = msgspec.json.Decoder(CreateKey)
 @post("/v1/admin/keys", status_code=201, opt={"admin": True, "body": CreateKey})
 async def create_key(request: AnyRequest) -> CreatedKey:
     """Create an API key (``mk_…``), shown once, for a tenant."""
-    body = decode(_decoder, await request.body())
+    body = await json_body(request, _decoder)
     async with db.connection(memory(request).pool) as conn:
         try:
             new = await keys.create(

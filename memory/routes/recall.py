@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 import msgspec
 from litestar import Response, post
 
-from memoire.errors import NotFound, decode
+from memoire.errors import NotFound
 from memory import recall
 from memory.facts import TEMPORAL_STATUSES, Category, Fact, TemporalStatus
-from memory.routes.context import AnyRequest, memory, status_headers, tenant
+from memory.routes.context import AnyRequest, json_body, memory, status_headers, tenant
 from memory.routes.facts import UserId
 
 
@@ -38,7 +38,7 @@ _decoder = msgspec.json.Decoder(RecallRequest)
 @post("/v1/recall", status_code=200, opt={"body": RecallRequest})
 async def recall_facts(request: AnyRequest) -> Response[RecallResponse]:
     """The user's facts for the query's parts, ranked and fused; current ones unless ``temporal`` asks."""
-    body = decode(_decoder, await request.body())
+    body = await json_body(request, _decoder)
     temporal: tuple[TemporalStatus, ...] = (
         TEMPORAL_STATUSES if "all" in body.temporal else tuple(t for t in body.temporal if t != "all")
     )

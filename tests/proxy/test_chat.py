@@ -351,31 +351,32 @@ async def test_only_codings_the_tee_can_read_are_offered_upstream(
         assert fake.requests[-1].headers["accept-encoding"] == "br"
 
 
-async def test_a_number_beyond_64_bits_neither_loses_the_exchange_nor_stops_the_intake(
-    proxy: ServerThread, db: asyncpg.Pool
+async def test_a_number_beyond_64_bits_is_refused_and_the_next_call_goes_through(
+    proxy: ServerThread, fake: FakeUpstream, db: asyncpg.Pool
 ) -> None:
     async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as http:
-        huge = (
-            b'{"model":"fake-chat","user":"big","messages":[{"role":"user","content":"hi",'
-            b'"x":123456789012345678901234567890}]}'
+        huge = await http.post(
+            "/v1/chat/completions",
+            content=b'{"model":"fake-chat","user":"big","messages":[{"role":"user","content":"hi",'
+            b'"x":123456789012345678901234567890}]}',
         )
-        for body in (
-            huge,
-            b'{"model":"fake-chat","user":"big","messages":[{"role":"user","content":"after"}]}',
-        ):
-            response = await http.post(
-                "/v1/chat/completions", content=body, headers={"authorization": "Bearer k"}
-            )
-            assert response.status_code == 200
+        after = await http.post(
+            "/v1/chat/completions",
+            content=b'{"model":"fake-chat","user":"big","messages":[{"role":"user","content":"after"}]}',
+        )
+    assert huge.status_code == 400
+    assert huge.json()["error"]["code"] == "json_limit_exceeded"
+    assert huge.json()["error"]["param"] == "messages[0].x"
+    assert after.status_code == 200
+    assert len(fake.requests) == 1
 
-    async def both() -> list[Any]:
+    async def one() -> list[Any]:
         return await db.fetch("SELECT messages FROM chat_logs ORDER BY occurred_at")
 
-    rows = await eventually(lambda: _two(both))
-    assert rows[0]["messages"][0]["x"] == "123456789012345678901234567890"
-    assert rows[1]["messages"][0]["content"] == "after"
+    rows = await eventually(lambda: _one(one))
+    assert rows[0]["messages"][0]["content"] == "after"
 
 
-async def _two(fetch: Any) -> Any:
+async def _one(fetch: Any) -> Any:
     rows = await fetch()
-    return rows if len(rows) == 2 else None
+    return rows if len(rows) == 1 else None

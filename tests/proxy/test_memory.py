@@ -216,14 +216,16 @@ def test_placement_system_joins_the_first_system_or_developer_message(
         assert developer["content"][0] == {"type": "text", "text": "Be kind."}
         assert "Allergic to peanuts" in block_of(developer)
 
-        # A system message that cannot be re-encoded: the call goes on as it came, without memory.
+        # A system message holding a number no double holds: refused before anything moves.
         body = (
             b'{"model":"fake-chat","user":"bob","messages":[{"role":"system","content":"x","n":1e400},'
             b'{"role":"user","content":"peanuts?"}]}'
         )
-        response = chat(http, body)
-        assert response.headers["x-memoire-degraded"] == "inject-error"
-        assert fake.requests[-1].body == body
+        sent = len(fake.requests)
+        response = http.post("/v1/chat/completions", content=body)
+        assert response.status_code == 400
+        assert response.json()["error"]["param"] == "messages[0].n"
+        assert len(fake.requests) == sent
 
 
 def test_no_memory_means_no_block_and_an_untouched_body(client: httpx.Client, fake: FakeUpstream) -> None:
@@ -435,19 +437,19 @@ def test_a_hung_database_costs_a_call_no_more_than_the_recall_budget(
         postgres.cleanup()
 
 
-async def test_unencodable_system_content_and_huge_names_degrade_nothing_but_memory(
+async def test_system_content_passes_byte_for_byte_and_huge_names_degrade_nothing_but_memory(
     client: httpx.Client, fake: FakeUpstream, db: asyncpg.Pool
 ) -> None:
     remember(client, "odd", {"text": "Likes opera", "slot": "likes", "value": "opera"})
     body = (
-        b'{"model":"fake-chat","user":"odd","messages":[{"role":"system","content":"x","n":1e400},'
+        b'{"model":"fake-chat","user":"odd","messages":[{"role":"system","content":"x","n":1.50E+2},'
         b'{"role":"user","content":"opera tonight?"}]}'
     )
     response = chat(client, body)
-    # The block goes in beside the system message, which is never decoded: its number stays as it came.
+    # The block goes in beside the system message, which is never re-encoded: 1.50E+2 stays as it came.
     assert response.headers["x-memoire-recalled"] == "1"
     assert fake.requests[-1].body.startswith(b'{"model":"fake-chat","user":"odd","messages":[{"role":"system"'
-                                             b',"content":"x","n":1e400},')  # fmt: skip
+                                             b',"content":"x","n":1.50E+2},')  # fmt: skip
 
     long_name = "u" * 9000
     chat(client, ask(long_name, "hello"))
