@@ -50,7 +50,8 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Largest request body the proxy accepts; larger ones get 413."""
     max_json_depth: int = 128
     """Deepest nesting of arrays and objects a request body may have; deeper ones get 400
-    json_limit_exceeded before anything decodes them. Tool schemas and content blocks nest about 10 deep."""
+    json_limit_exceeded before anything decodes them. Tool schemas and content blocks nest about 10 deep;
+    at most 512, below the decoders' own recursion limit."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level of every process."""
 
@@ -396,6 +397,11 @@ def _check(config: Config) -> None:
     for (section, key), value in positive.items():
         if value <= 0:
             raise ConfigError(f"bad setting {section}.{key} ({env_name(section, key)}): must be > 0")
+    if config.server.max_json_depth > 512:
+        raise ConfigError(
+            f"bad setting server.max_json_depth ({env_name('server', 'max_json_depth')}): at most 512, "
+            "below the decoders' own recursion limit"
+        )
     if not config.auth.enabled and not is_loopback(config.server.host):
         raise ConfigError(
             f"bad setting auth.enabled ({env_name('auth', 'enabled')}): auth can be off only while"

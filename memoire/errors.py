@@ -208,11 +208,14 @@ def limit_error(breach: json_limits.Breach, max_depth: int) -> JSONLimitExceeded
         message = f"the JSON nests deeper than {max_depth} levels{at} (the limit is server.max_json_depth)"
     elif breach.kind == "numbers":
         message = (
-            f"the JSON holds more than {json_limits.MOST_SUSPECTS} numbers of 20 digits or with a 3-digit "
-            "exponent; each would need a check that it fits a 64-bit integer or a finite double"
+            f"the JSON holds more than {json_limits.MOST_SUSPECTS} integers of 20 digits or more or numbers "
+            "with a 3-digit exponent; each would need a check that it is in range"
         )
     else:
-        message = f"a number{at} is out of range: JSON numbers must fit a 64-bit integer or a finite double"
+        message = (
+            f"a number{at} is out of range: integers must fit 64 bits (-2^63 to 2^64-1) and other numbers a "
+            "finite double"
+        )
     return JSONLimitExceeded(message, param=breach.path)
 
 

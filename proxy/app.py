@@ -108,9 +108,10 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]
 
 async def _settle_when_loaded(memory: Memory) -> None:
     if memory.embedder_ready:
-        return
+        return  # in before the first freeze
     await memory.loaded()
-    heap.settle(collect=False)  # serving by now: no full collection, only the freeze
+    if memory.embedder_ready:  # a load that failed built nothing to keep
+        heap.settle(collect=False)  # serving by now: no full collection, only the freeze
 
 
 def create_app(

@@ -18,8 +18,9 @@ users see.
 
 Freezing is safe for objects that live as long as the process. A frozen object that later becomes garbage
 is still freed by reference counting; only one caught in a cycle stays. So a collection runs first, and
-the freeze happens once startup is done (and again when the embedder, which loads in the background, is
-in): not per request.
+the freeze happens once startup is done: not per request. When the embedder, which loads in the
+background, comes in later, what it built is frozen too, without a collection (the process is serving by
+then); the few cycles of requests in flight at that instant are kept for good, once.
 """
 
 from __future__ import annotations

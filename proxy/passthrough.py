@@ -198,7 +198,9 @@ async def _relay_as_is(
 
 
 def _is_json(headers: Headers) -> bool:
-    return any(k == b"content-type" and b"json" in v.lower() for k, v in headers)
+    """Sent as JSON, or with no content type (some upstreams read that as JSON)."""
+    kinds = [v.lower() for k, v in headers if k == b"content-type"]
+    return not kinds or any(b"json" in kind for kind in kinds)
 
 
 @asgi(_PREFIX, is_mount=True, copy_scope=True)

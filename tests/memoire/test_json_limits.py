@@ -89,3 +89,32 @@ def test_a_body_with_more_long_numbers_than_can_be_checked_quickly_is_refused() 
     found = check(b"[" + b"1e100," * (MOST_SUSPECTS + 1) + b"1]", 128)
     assert found is not None
     assert found.kind == "numbers"
+
+
+def test_malformed_numbers_are_left_to_the_decoder() -> None:
+    assert check(b"[1-2, 1e400]", 128) is None  # not JSON: the decoder answers invalid_json
+    assert check(b'{"a": 1.2.3}', 128) is None
+
+
+def test_numbers_that_fit_are_never_counted_against_the_cap() -> None:
+    # Fractions of 20 digits or more (JavaScript writes 1.2345e-4 so) never overflow.
+    assert check(b"[" + b"0.00012345678901234567," * (MOST_SUSPECTS + 1) + b"1]", 128) is None
+    # A number that two patterns find is one number.
+    assert check(b"[" + b"1.23456789012345678901e100," * (MOST_SUSPECTS // 2 + 1) + b"1]", 128) is None
+
+
+def test_looking_at_suspects_is_linear_in_the_body() -> None:
+    # Each suspect's start is found without scanning back over the ones before it: this took hours when
+    # it did. 20,000 exponents of 3 digits are more than may be looked at.
+    found = check(b"[" + b"1." * 2_000_000 + b"0e000-" * 20_000 + b"]", 128)
+    assert found is not None
+    assert found.kind == "numbers"
+
+
+def test_a_bom_hides_nothing_and_paths_read_keys_as_text() -> None:
+    found = check(b"\xef\xbb\xbf" + b"[" * 10 + b"]" * 10, 3)
+    assert found is not None
+    assert found.kind == "depth"
+    found = check(b'{"a\\"b": [[[[1]]]], "": 1}', 3)
+    assert found is not None
+    assert found.path == 'a"b[0][0]'

@@ -131,3 +131,22 @@ async def test_strings_that_look_hostile_are_only_text(
         response = await http.post(f"{proxy.url}/v1/chat/completions", json=body)
     assert response.status_code == 200, response.text
     assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain"])
+async def test_a_passthrough_body_without_a_json_type(
+    proxy: ServerThread, fake: FakeUpstream, content_type: str | None
+) -> None:
+    """With no content type, some upstreams read the body as JSON: it is checked. A declared other type (a
+    file upload) goes as it came."""
+    headers = {"content-type": content_type} if content_type else {}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"{proxy.url}/v1/embeddings", content=with_field({"model": "e"}, DEEP), headers=headers
+        )
+    if content_type is None:
+        assert response.status_code == 400
+        assert response.json()["error"]["param"].startswith("x")
+        assert fake.requests == []
+    else:
+        assert len(fake.requests) == 1
