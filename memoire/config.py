@@ -42,8 +42,10 @@ class ServerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Interface the API binds to."""
     port: int = 8080
     """TCP port of the API."""
-    workers: int = 1
-    """API worker processes (uvicorn workers)."""
+    workers: int = 2
+    """API processes serving one port (uvicorn workers, sharing one listening socket). With two or more, a
+    process that dies takes only the calls it had in flight: new connections reach the others at once,
+    and the dead one is replaced. Each process loads its own embedder and pools."""
     data_dir: str = ".memoire"
     """Where local state lives: embedded PostgreSQL, a self-started Redis, the exchange spool."""
     max_body_bytes: int = 32 * 1024 * 1024

@@ -405,3 +405,10 @@ def test_dockerignore_keeps_the_build_inputs() -> None:
         assert excluded in patterns
     for needed in ("pyproject.toml", "memoire", "proxy", "memory", "worker", "migrations"):
         assert not any(fnmatch(needed, p) for p in patterns), f"{needed} is needed to build the image"
+
+
+def test_the_api_runs_several_processes_on_its_port() -> None:
+    """One API process that dies must not refuse new calls (tests/memoire/test_api_kill.py)."""
+    config, _ = _container_config("api")
+    assert config.server.workers >= 2
+    assert _services()["api"]["command"] == ["serve"]

@@ -187,6 +187,9 @@ class PerfStack:
             "MEMOIRE_ANTHROPIC_API_KEY": "sk-fake-upstream",
             "MEMOIRE_EMBEDDINGS_MODEL_DIR": str(MODEL_DIR),
             "MEMOIRE_SPOOL_PATH": str(self.tmp / "spool.sqlite3"),
+            # One API process, as every earlier run measured, and as the LiteLLM proxy beside it runs: the
+            # stack has one CPU, which a second process would only share.
+            "MEMOIRE_SERVER_WORKERS": "1",
         }
 
     def _start_memoire(self) -> None:

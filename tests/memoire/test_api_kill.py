@@ -1,0 +1,173 @@
+"""One API process killed under traffic: ``memoire up`` runs several on one port, so no new call fails.
+
+A client pools its connections, as the OpenAI SDK does; the test keeps steady traffic of distinct chat calls
+going, SIGKILLs one API process, and counts the calls that fail. No exchange is stored twice, and the only
+ones lost are those the killed process had answered in its last moments and held in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import MODEL_DIR, fetch_sync, wait_until
+from tests.support.services import free_port
+
+#: Calls in flight at once, and seconds of traffic before and after the kill.
+CONCURRENCY = 8
+BEFORE, AFTER = 2.0, 4.0
+#: Seconds after the killed process is gone during which a call may still fail: one sent on a kept-alive
+#: connection to it before the client's end has read the connection's close (the OpenAI SDK retries those).
+CLOSING = 0.05
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def api_processes(up: int) -> list[int]:
+    """The processes that serve the API under ``memoire up``: uvicorn's workers, or the one ``serve``."""
+    [serve] = [pid for pid in children(up) if " serve" in cmdline(pid)]
+    workers = [pid for pid in children(serve) if "spawn_main" in cmdline(pid)]
+    return workers or [serve]
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+@dataclass
+class Traffic:
+    calls: list[tuple[float, str | None]] = field(default_factory=list)
+    """Each call's start (monotonic) and its failure, None when it was answered 200."""
+    answered: dict[str, float] = field(default_factory=dict)
+    """The distinct words of every call answered 200, and when its answer ended."""
+
+
+async def drive(url: str, key: str, kill: int, traffic: Traffic) -> float:
+    """Calls from ``CONCURRENCY`` loops for ``BEFORE`` and ``AFTER`` seconds around the kill of ``kill``;
+    returns when it was gone."""
+    killed_at = float("inf")
+    stop_at = time.monotonic() + BEFORE + AFTER
+    headers = {"authorization": f"Bearer {key}", "x-memoire-user": "kill-test"}
+
+    async def loop(client: httpx.AsyncClient, lane: int) -> None:
+        n = 0
+        while time.monotonic() < stop_at:
+            n += 1
+            words = f"lane {lane} call {n}: my favourite number is {lane * 10_000 + n}"
+            started = time.monotonic()
+            try:
+                answer = await client.post(
+                    f"{url}/v1/chat/completions", headers=headers,
+                    json={"model": "fake-chat", "messages": [{"role": "user", "content": words}]},
+                )  # fmt: skip
+                failure = None if answer.status_code == 200 else f"{answer.status_code} {answer.text[:200]}"
+            except httpx.HTTPError as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            traffic.calls.append((started, failure))
+            if failure is None:
+                traffic.answered[words] = time.monotonic()
+
+    async def killer() -> None:
+        nonlocal killed_at
+        await asyncio.sleep(BEFORE)
+        os.kill(kill, signal.SIGKILL)
+        while not gone(kill):  # noqa: ASYNC110 (polls /proc: its sockets are closed once it is a zombie)
+            await asyncio.sleep(0.001)
+        killed_at = time.monotonic()
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        await asyncio.gather(killer(), *(loop(client, lane) for lane in range(CONCURRENCY)))
+    return killed_at
+
+
+@pytest.mark.timeout(240)
+def test_killing_one_api_process_fails_no_new_call(
+    tmp_path: Path, pg_dsn: str, db: object, redis_url: str, upstream_url: str, llm_url: str
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "MEMOIRE_DATABASE_URL": pg_dsn,
+        "MEMOIRE_REDIS_URL": redis_url,
+        "MEMOIRE_UPSTREAM_URL": upstream_url,
+        "MEMOIRE_LLM_PROVIDER": "openai-compatible",
+        "MEMOIRE_LLM_BASE_URL": llm_url,
+        "MEMOIRE_LLM_MODEL": "fake-extractor",
+        "MEMOIRE_EMBEDDINGS_MODEL_DIR": str(MODEL_DIR),
+    }
+    key = subprocess.run(
+        [sys.executable, "-m", "memoire", "keys", "create", "--name", "kill-test", "--rate-limit", "1000000"],
+        env=env, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.split()[-1]  # fmt: skip
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "memoire", "up", "--port", str(port),
+             "--data-dir", str(tmp_path / "data")],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: "Mémoire is up" in log.read_text() or up.poll() is not None, timeout=90)
+        assert up.poll() is None, log.read_text()
+        processes = wait_until(lambda: len(api_processes(up.pid)) >= 2 and api_processes(up.pid), timeout=30)
+        traffic = Traffic()
+        killed_at = asyncio.run(drive(url, key, processes[0], traffic))
+
+        after = [failure for started, failure in traffic.calls if started > killed_at + CLOSING]
+        failed = [failure for failure in after if failure is not None]
+        last = max((started - killed_at for started, failure in traffic.calls if failure), default=0.0)
+        print(
+            f"{len(traffic.calls)} calls, {len(after)} started after the kill, {len(failed)} of them failed;"
+            f" the last failure started {1000 * last:.1f} ms after the process was gone"
+        )
+        assert len(after) > 100
+        assert failed == []
+        # The killed process is replaced, and the stack keeps serving.
+        wait_until(lambda: len(api_processes(up.pid)) == len(processes), timeout=30)
+        assert processes[0] not in api_processes(up.pid)
+
+        # Every answered call is stored once.
+        def stored() -> list[str]:
+            return [r["messages"] for r in fetch_sync(pg_dsn, "SELECT messages::text FROM chat_logs")]
+
+        deadline = time.monotonic() + 30
+        while len(rows := stored()) < len(traffic.answered) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        lost = [
+            t - killed_at for words, t in traffic.answered.items() if not any(words in row for row in rows)
+        ]
+        print(f"{len(traffic.answered)} calls answered, {len(rows)} exchanges stored, {len(lost)} lost")
+        assert len(rows) == len(set(rows))  # none twice
+        # A killed process loses only what it held in memory: exchanges it had answered in its last moments
+        # and not yet written to its spool.
+        assert all(-0.1 < at <= 0 for at in lost), [f"{1000 * at:.1f} ms" for at in lost]
+    finally:
+        up.send_signal(signal.SIGTERM)
+        try:
+            up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
