@@ -123,6 +123,10 @@ class SpoolConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     """First delay, in seconds, before storing is tried again after a failure."""
     retry_max: float = 30.0
     """Longest delay, in seconds, between two tries."""
+    claim_seconds: float = 30.0
+    """Seconds a process holds the spooled exchanges it is delivering, so that the other processes sharing
+    the spool pass them by. Longer than a delivery can take (a statement's timeout, a connection's, Redis);
+    the exchanges of a process that dies while delivering are delivered by another after this."""
 
 
 class WorkerConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -385,6 +389,7 @@ def _check(config: Config) -> None:
         ("database", "pool_max"): config.database.pool_max,
         ("upstream", "max_connections"): config.upstream.max_connections,
         ("spool", "batch_size"): config.spool.batch_size,
+        ("spool", "claim_seconds"): config.spool.claim_seconds,
         ("worker", "max_jobs"): config.worker.max_jobs,
         ("worker", "max_tries"): config.worker.max_tries,
         ("llm", "max_attempts"): config.llm.max_attempts,

@@ -99,6 +99,7 @@ class Intake:
         self._inbox: asyncio.Queue[Build] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._delivering = False
 
     def submit(self, build: Build) -> None:
         """Hand over an exchange to store; returns at once."""
@@ -125,15 +126,15 @@ class Intake:
         await self._collect_pending()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
-                while entries := await self._spool.due(self._config.batch_size):
-                    if not await self._deliver(entries):
-                        break
+                while await self._deliver_due():
+                    pass
         await self._spool.close()
 
     async def flush(self) -> None:
         """Wait until everything submitted so far has been delivered or deferred (for tests and shutdown)."""
         await self._inbox.join()
-        while await self._spool.next_due_in() == 0:  # noqa: ASYNC110 (polls the spool file, not memory)
+        # What this process has claimed is not due, but it is not delivered yet either.
+        while self._delivering or await self._spool.next_due_in() == 0:  # noqa: ASYNC110 (polls the file)
             await asyncio.sleep(0.005)
 
     async def spooled(self) -> int:
@@ -230,9 +231,7 @@ class Intake:
         while True:
             self._wake.clear()
             try:
-                entries = await self._spool.due(self._config.batch_size)
-                if entries:
-                    await self._deliver(entries)
+                if await self._deliver_due() is not None:
                     continue
                 delay = await self._spool.next_due_in()
             except Exception:
@@ -241,6 +240,16 @@ class Intake:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
+
+    async def _deliver_due(self) -> bool | None:
+        """Claim the due entries (no other process sharing the spool delivers them too) and deliver them:
+        None when none was due, else whether all were delivered."""
+        self._delivering = True
+        try:
+            entries = await self._spool.claim(self._config.batch_size, self._config.claim_seconds)
+            return await self._deliver(entries) if entries else None
+        finally:
+            self._delivering = False
 
     async def _deliver(self, entries: list[Entry]) -> bool:
         """Store and queue ``entries``; on failure defer them. Returns whether they were all delivered."""

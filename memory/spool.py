@@ -5,8 +5,11 @@ removed. If either service is down, or the process dies in between, the entry st
 since delivery is idempotent, a replay never stores twice.
 
 SQLite (stdlib) in WAL mode with ``synchronous=FULL``: a committed batch survives a crash of the process and
-of the machine. Several processes may share one file (SQLite serialises writers). All calls go to one
-thread, so the event loop never blocks on disk.
+of the machine. Several processes may share one file (SQLite serialises writers), as the API processes of
+one ``memoire serve`` do: a process takes entries to deliver by :meth:`Spool.claim`, which moves their next
+try a lease ahead in the same transaction, so the others pass them by. One that dies holding a claim leaves
+its entries to whichever process finds them due once the lease is over. All calls go to one thread, so the
+event loop never blocks on disk.
 """
 
 from __future__ import annotations
@@ -84,18 +87,28 @@ class Spool:
 
         await self._run(_put)
 
-    async def due(self, limit: int) -> list[Entry]:
-        """The oldest entries whose retry time has come."""
+    async def claim(self, limit: int, lease: float) -> list[Entry]:
+        """Take the oldest entries whose retry time has come, at most ``limit``: their next try moves
+        ``lease`` seconds ahead, so no other process sharing the file takes them meanwhile. The caller
+        removes them once delivered, or defers them (:meth:`defer`)."""
 
-        def _due() -> list[Entry]:
-            cur = self._db().execute(
-                "SELECT id, payload, attempts FROM spool"
-                " WHERE next_attempt_at <= ? ORDER BY created_at LIMIT ?",
-                (time.time(), limit),
-            )
-            return [Entry(*row) for row in cur.fetchall()]
+        def _claim() -> list[Entry]:
+            db = self._db()
+            now = time.time()
+            with _transaction(db):
+                entries = [
+                    Entry(*row)
+                    for row in db.execute(
+                        "SELECT id, payload, attempts FROM spool"
+                        " WHERE next_attempt_at <= ? ORDER BY created_at LIMIT ?",
+                        (now, limit),
+                    )
+                ]
+                held = [(now + lease, e.id) for e in entries]
+                db.executemany("UPDATE spool SET next_attempt_at = ? WHERE id = ?", held)
+            return entries
 
-        result: list[Entry] = await self._run(_due)
+        result: list[Entry] = await self._run(_claim)
         return result
 
     async def remove(self, ids: Iterable[str]) -> None:
