@@ -214,12 +214,10 @@ def cmd_serve(config: Config) -> int:
 
 
 def cmd_worker(config: Config) -> int:
-    from arq.worker import create_worker
-
+    from worker import runner
     from worker.settings import worker_settings
 
-    create_worker(worker_settings(config, _dsn(config))).run()
-    return 0
+    return runner.run(worker_settings(config, _dsn(config)))
 
 
 class _Supervisor:

@@ -38,7 +38,7 @@ from proxy.response_owners import ResponseOwners
 from proxy.responses import create_response
 from proxy.services import Services
 from proxy.upstream import AnthropicTarget, Upstream
-from worker import queue
+from worker import queue, runner
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def healthz() -> dict[str, str]:
 
 @get("/readyz", opt=PUBLIC)
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]:
-    """The database and Redis answer, and the schema is current."""
+    """The database and Redis answer, and the schema is current; and whether a worker runs."""
     services = services_.from_scope(request.scope)
     checks: dict[str, object] = {}
     try:
@@ -102,8 +102,21 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]
     services.health.mark("database", checks["database"] == "ok")
     services.health.mark("redis", checks["redis"] == "ok")
     ready = all(v == "ok" for v in checks.values())
+    # Shown, not required: the API serves and keeps exchanges while no worker runs.
+    checks["worker"] = await _worker_state(services)
     checks["status"] = "ready" if ready else "unavailable"
     return Response(checks, status_code=200 if ready else 503)
+
+
+async def _worker_state(services: Services) -> str:
+    """``ok`` while a worker refreshes its health key, ``not running`` when none has lately, ``unknown``
+    when Redis cannot say."""
+    try:
+        async with asyncio.timeout(2):
+            alive = await runner.worker_alive(services.redis, services.config.redis.queue_name)
+    except (RedisError, OSError, TimeoutError):
+        return "unknown"
+    return "ok" if alive else "not running"
 
 
 async def _settle_when_loaded(memory: Memory) -> None:

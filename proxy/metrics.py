@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from proxy import services as services_
 from worker.queue import EXTRACTIONS_KEY, FAILURES_KEY
+from worker.runner import worker_alive
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -63,8 +64,15 @@ class _Snapshot(Collector):
         self.queue: dict[str, float] = {}
         self.extractions: dict[str, float] = {}
         self.failures: dict[str, float] = {}
+        self.worker_up: float | None = None
 
     def collect(self) -> Iterable[Any]:
+        if self.worker_up is not None:
+            yield GaugeMetricFamily(
+                "memoire_worker_up",
+                "1 while a worker refreshes its health key (every 10 s), 0 when none has lately.",
+                value=self.worker_up,
+            )
         depth = GaugeMetricFamily("memoire_queue_depth", "Work waiting, by queue.", labels=["queue"])
         for queue, value in sorted(self.queue.items()):
             depth.add_metric([queue], value)
@@ -98,11 +106,14 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
             queued = await services.redis.zcard(services.config.redis.queue_name)
             extractions = await cast(Awaitable[dict[bytes, bytes]], services.redis.hgetall(EXTRACTIONS_KEY))
             failures = await cast(Awaitable[dict[bytes, bytes]], services.redis.hgetall(FAILURES_KEY))
+            alive = await worker_alive(services.redis, services.config.redis.queue_name)
         _SNAPSHOT.queue["redis"] = float(queued)
+        _SNAPSHOT.worker_up = float(alive)
         _SNAPSHOT.extractions = {k.decode(): float(v) for k, v in extractions.items()}
         _SNAPSHOT.failures = {k.decode(): float(v) for k, v in failures.items()}
     except (RedisError, OSError, TimeoutError):
         _SNAPSHOT.queue.pop("redis", None)
+        _SNAPSHOT.worker_up = None  # Redis cannot say
     _SNAPSHOT.queue["spool"] = float(await services.intake.spooled())
     return Response(
         generate_latest(REGISTRY), media_type="text/plain; version=0.0.4; charset=utf-8", status_code=200

@@ -15,7 +15,7 @@ from memoire.config import Config
 from memory import db, embeddings
 from memory.extraction import llm
 from memory.service import EmbedderFactory, Memory
-from worker import sweeps, tasks
+from worker import runner, sweeps, tasks
 from worker.queue import INGEST_EXCHANGE
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
     tries = config.worker.max_tries
 
     async def on_startup(ctx: dict[str, Any]) -> None:
+        if "memory" in ctx:
+            return  # a run after Redis came back (worker.runner): the last run's pools serve on
         ctx["config"] = config
         # One connection per running job (it holds the user's lock), plus room for the cron jobs.
         database = msgspec.structs.replace(
@@ -101,17 +103,16 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
                 max_tries=tries,
             ),
         ]
-        # Keep trying to reach Redis rather than exiting: it may come back.
-        redis_settings = dataclasses.replace(
-            RedisSettings.from_dsn(config.redis.url), conn_retries=1_000_000, conn_retry_delay=1
-        )
+        # One try a run: worker.runner runs the worker again, with backoff, while Redis is away.
+        redis_settings = dataclasses.replace(RedisSettings.from_dsn(config.redis.url), conn_retries=0)
         queue_name = config.redis.queue_name
         poll_delay = config.worker.poll_delay
         max_jobs = config.worker.max_jobs
         job_timeout = config.worker.job_timeout
         max_tries = config.worker.max_tries
-        # How often the worker refreshes its health key (read by the compose health check).
-        health_check_interval = 30
+        # How often the worker refreshes its health key (read by the compose health check, /readyz and
+        # /metrics).
+        health_check_interval = runner.HEALTH_INTERVAL
 
     WorkerSettings.on_startup = staticmethod(on_startup)  # type: ignore[attr-defined]
     WorkerSettings.on_shutdown = staticmethod(on_shutdown)  # type: ignore[attr-defined]

@@ -1,0 +1,106 @@
+"""The worker rides out a Redis outage: it stays up, connects again once Redis is back, and works on; the
+API shows in ``/readyz`` and ``/metrics`` whether a worker runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from memoire.config import RedisConfig
+from memory.exchanges import DEFAULT_TENANT_ID
+from tests.conftest import MODEL_DIR, ProxyFactory, fetch_sync, wait_until
+from tests.support.services import StoppableRedis
+from worker.queue import connect
+
+pytestmark = pytest.mark.usefixtures("db")
+
+
+@pytest.fixture
+def private_redis() -> Iterator[StoppableRedis]:
+    server = StoppableRedis().start()
+    yield server
+    server.stop()
+
+
+def start_worker(pg_dsn: str, redis_url: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "MEMOIRE_DATABASE_URL": pg_dsn,
+        "MEMOIRE_REDIS_URL": redis_url,
+        "MEMOIRE_EMBEDDINGS_MODEL_DIR": str(MODEL_DIR),
+        "MEMOIRE_WORKER_POLL_DELAY": "0.05",
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "memoire", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def worker_state(url: str) -> tuple[str, str]:
+    """What ``/readyz`` says of the worker, and the ``memoire_worker_up`` line of ``/metrics``."""
+    ready = httpx.get(f"{url}/readyz", timeout=5).json()["worker"]
+    metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    up = next((line for line in metrics.splitlines() if line.startswith("memoire_worker_up ")), "absent")
+    return ready, up
+
+
+async def enqueue_decay(redis_url: str) -> None:
+    redis = connect(RedisConfig(url=redis_url))
+    try:
+        await redis.enqueue_job("decay_stale_facts", _job_id="decay-after-outage")
+    finally:
+        await redis.aclose(close_connection_pool=True)
+
+
+@pytest.mark.timeout(120)
+def test_the_worker_stays_up_through_a_redis_outage_and_works_after_it(
+    pg_dsn: str, private_redis: StoppableRedis, start_proxy: ProxyFactory, tmp_path: Path
+) -> None:
+    api = start_proxy(redis={"url": private_redis.url})
+    assert worker_state(api.url) == ("not running", "memoire_worker_up 0.0")
+
+    log = tmp_path / "worker.log"
+    worker = start_worker(pg_dsn, private_redis.url, log)
+    try:
+        wait_until(lambda: worker_state(api.url)[0] == "ok" or worker.poll() is not None, timeout=60)
+        assert worker.poll() is None, log.read_text()
+        assert worker_state(api.url) == ("ok", "memoire_worker_up 1.0")
+
+        private_redis.stop()
+        time.sleep(4)  # arq's own worker had exited within a second
+        assert worker.poll() is None, log.read_text()
+        assert worker_state(api.url) == ("unknown", "absent")  # Redis cannot say
+
+        private_redis.start()  # the same port
+        fetch_sync(
+            pg_dsn,
+            """WITH u AS (INSERT INTO users (tenant_id, external_id) VALUES ($1, 'after-outage')
+                          RETURNING tenant_id, id)
+               INSERT INTO memory_facts (tenant_id, user_id, text, confidence, updated_at)
+               SELECT tenant_id, id, 'Likes old things', 0.8, now() - interval '400 days' FROM u""",
+            DEFAULT_TENANT_ID,
+        )
+        asyncio.run(enqueue_decay(private_redis.url))
+        # Connected again (within its backoff, at most 10 s), it runs the job.
+        wait_until(
+            lambda: fetch_sync(pg_dsn, "SELECT count(*) AS n FROM memory_facts WHERE decay_days > 0")[0]["n"],
+            timeout=30,
+        )
+        wait_until(lambda: worker_state(api.url)[0] == "ok", timeout=15)
+        assert "Redis is unreachable" in log.read_text()
+
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
