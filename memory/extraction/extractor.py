@@ -52,6 +52,9 @@ class Extracted:
     usage: Usage
     unusable: list[str] = field(default_factory=list)
     """Facts the LLM gave that could not be stored (each with why), kept for the chat log's record."""
+    answer: str | None = None
+    """The LLM's answer the facts were read from (None when the LLM was not asked): kept with the chat log
+    so that a retried job reads it again (:func:`reread`) rather than asking again."""
 
 
 class ExtractionFailed(Exception):
@@ -91,19 +94,23 @@ async def extract(
             problem = "the answer was cut off at the output-token limit"
         else:
             try:
-                parsed = schema.parse(completion.text)
+                return reread(completion.text, usage, occurred_at)
             except ValueError as exc:
                 problem = f"invalid output: {exc}"
-            else:
-                facts: list[NewFact] = []
-                unusable: list[str] = []
-                for item in parsed.facts:
-                    fact = schema.to_new_fact(item, occurred_at)
-                    if fact is None:
-                        unusable.append(item.text)
-                    else:
-                        facts.append(fact)
-                return Extracted(facts, usage, unusable)
         log.info("extraction attempt %d/%d unusable: %s", attempt, max_attempts, problem)
         request = base + prompt.retry_prompt(completion.text, problem)
     raise ExtractionFailed(f"{problem} (after {max_attempts} attempts)", usage)
+
+
+def reread(answer: str, usage: Usage, occurred_at: datetime) -> Extracted:
+    """The facts in an answer of the LLM (raises ValueError if it is not a valid one)."""
+    parsed = schema.parse(answer)
+    facts: list[NewFact] = []
+    unusable: list[str] = []
+    for item in parsed.facts:
+        fact = schema.to_new_fact(item, occurred_at)
+        if fact is None:
+            unusable.append(item.text)
+        else:
+            facts.append(fact)
+    return Extracted(facts, usage, unusable, answer)

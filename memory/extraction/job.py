@@ -7,18 +7,23 @@ exchanges happened: a job first extracts the user's exchanges that came before i
 pending, so two jobs that start together (or a job retried later) cannot learn "started at Apple" before
 "works at Google" and leave the older fact standing. The facts and the chat log's new
 status are written in one transaction, so a job that dies half-way leaves the log pending and runs again
-whole. A log that is not pending is left alone, which makes the job idempotent.
+whole. The LLM's answer is kept with the log as soon as it comes, before the facts are written, so the job
+run again reads the facts from it and the LLM sees each exchange once (twice only when its answer is lost
+before it is kept). A log that is not pending is left alone, which makes the job idempotent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from typing import Literal
 
+from asyncpg import Record
+
 from memoire.errors import DependencyError, StorageUnavailable
 from memory import db
-from memory.extraction.extractor import ExtractionFailed, extract
+from memory.extraction.extractor import Extracted, ExtractionFailed, Usage, extract, reread
 from memory.extraction.llm import LLM
 from memory.extraction.prompt import conversation
 from memory.service import Memory
@@ -28,7 +33,8 @@ log = logging.getLogger(__name__)
 Outcome = Literal["extracted", "failed", "error", "missing", "already-extracted", "already-failed"]
 
 _LOAD = """
-SELECT l.status, l.user_id, l.messages, l.reply, l.occurred_at, u.external_id
+SELECT l.status, l.user_id, l.messages, l.reply, l.occurred_at, u.external_id,
+       l.extraction_answer, l.extraction_answer_usage
 FROM chat_logs l JOIN users u ON u.tenant_id = l.tenant_id AND u.id = l.user_id
 WHERE l.tenant_id = $1 AND l.id = $2
 """
@@ -47,6 +53,11 @@ WHERE mine.tenant_id = $1 AND mine.id = $2
   AND (l.occurred_at, l.id) < (mine.occurred_at, mine.id)
 ORDER BY l.occurred_at, l.id
 LIMIT $3
+"""
+
+_KEEP_ANSWER = """
+UPDATE chat_logs SET extraction_answer = $3, extraction_answer_usage = $4
+WHERE tenant_id = $1 AND id = $2 AND status = 'pending'
 """
 
 #: The advisory-lock namespace of extraction jobs (writes use their own, see memory.writer).
@@ -118,6 +129,36 @@ async def _counted(
         return "failed" if status == "failed" else "error"
 
 
+async def _answer(
+    memory: Memory,
+    llm: LLM,
+    conn: db.Connection,
+    tenant_id: uuid.UUID,
+    chat_log_id: uuid.UUID,
+    row: Record,
+    max_attempts: int,
+) -> Extracted:
+    """The facts of the chat log: read again from the LLM's answer a try before kept, else the LLM's
+    answer now, kept with the log before anything else is written."""
+    if row["extraction_answer"] is not None:
+        with contextlib.suppress(ValueError):  # kept only once it had been read without error
+            usage = Usage(**row["extraction_answer_usage"])
+            return reread(row["extraction_answer"], usage, row["occurred_at"])
+    user_text = "\n".join(t["content"] for t in conversation(row["messages"], None) if t["role"] == "user")
+    known = await memory.context(conn, tenant_id, row["user_id"], user_text, memory.config.llm.context_facts)
+    extracted = await extract(
+        llm,
+        messages=row["messages"],
+        reply=row["reply"],
+        known=known,
+        occurred_at=row["occurred_at"],
+        max_attempts=max_attempts,
+    )
+    if extracted.answer is not None:
+        await conn.execute(_KEEP_ANSWER, tenant_id, chat_log_id, extracted.answer, extracted.usage.as_dict())
+    return extracted
+
+
 async def _locked(
     memory: Memory,
     llm: LLM,
@@ -131,17 +172,8 @@ async def _locked(
         return "missing"
     if row["status"] != "pending":  # another job finished it while we waited for the lock
         return "already-extracted" if row["status"] == "extracted" else "already-failed"
-    user_text = "\n".join(t["content"] for t in conversation(row["messages"], None) if t["role"] == "user")
-    known = await memory.context(conn, tenant_id, row["user_id"], user_text, memory.config.llm.context_facts)
     try:
-        extracted = await extract(
-            llm,
-            messages=row["messages"],
-            reply=row["reply"],
-            known=known,
-            occurred_at=row["occurred_at"],
-            max_attempts=max_attempts,
-        )
+        extracted = await _answer(memory, llm, conn, tenant_id, chat_log_id, row, max_attempts)
     except ExtractionFailed as exc:
         await conn.execute(
             _DONE, tenant_id, chat_log_id, "failed", exc.reason, exc.usage.calls, exc.usage.model,

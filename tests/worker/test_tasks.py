@@ -12,6 +12,7 @@ import pytest
 from arq.worker import create_worker
 
 from memoire.config import Config
+from memoire.errors import EmbedderUnavailable
 from memory import exchanges, users
 from memory.embeddings import LocalEmbedder
 from memory.exchanges import DEFAULT_TENANT_ID, Exchange, new_id, now
@@ -227,6 +228,53 @@ async def test_bad_output_is_retried_then_recorded_as_failed_without_crashing(
     assert "txt" in bad["error"] or "text" in bad["error"]
     assert bad["extraction_usage"]["calls"] == 3
     assert await facts(db, "fay") == []
+
+
+class EmbedderDownOnce(SharedEmbedder):
+    """The session's embedder, down for the first batch of facts it is given (a model still loading)."""
+
+    def __init__(self, inner: LocalEmbedder) -> None:
+        super().__init__(inner)
+        self.refused = 0
+        self.embed = self._embed
+
+    async def _embed(self, texts: list[str]) -> Any:
+        if not self.refused:
+            self.refused += 1
+            raise EmbedderUnavailable("the model is loading")
+        return await self._inner.embed(texts)
+
+
+async def test_a_job_retried_after_the_llm_answered_reuses_its_answer(
+    db: asyncpg.Pool, redis_url: str, pg_dsn: str, llm: FakeLLM, llm_url: str, embedder: LocalEmbedder
+) -> None:
+    """The LLM answers, then the facts cannot be embedded: the job is retried, and the retry reads the
+    facts from the answer kept with the chat log. The LLM is asked, and its tokens counted, once."""
+    cfg = config(redis_url, llm_url)
+    llm.on("moved to Denver", MOVE)
+    exchange = said("bea", "I just moved to Denver and started as a designer at Apple!")
+    await record_and_queue(db, cfg, exchange)
+    flaky = EmbedderDownOnce(embedder)
+    settings = worker_settings(cfg, pg_dsn, embedder_factory=lambda: flaky)
+    worker = create_worker(settings, burst=True, handle_signals=False)
+    try:
+        await worker.main()  # the retry is deferred 2 s; a burst waits for it
+    finally:
+        await worker.close()
+
+    assert flaky.refused == 1
+    assert worker.jobs_retried == 1
+    assert len(llm.requests) == 1
+    assert {(f["slot"], f["value"]) for f in await facts(db, "bea")} == {
+        ("job_title", "designer"),
+        ("home_city", "Denver"),
+        ("employer", "Apple"),
+    }
+    log = await db.fetchrow("SELECT * FROM chat_logs WHERE id = $1", exchange.id)
+    assert log["status"] == "extracted"
+    assert log["extraction_usage"]["calls"] == 1
+    assert log["extraction_usage"]["total_tokens"] == 120
+    assert log["attempts"] == 1
 
 
 async def test_an_unreachable_llm_leaves_the_exchange_pending_until_it_is_back(
