@@ -55,12 +55,14 @@ async def test_health_and_readiness(proxy: ServerThread, start_proxy: ProxyFacto
         assert (await http.get(f"{proxy.url}/healthz")).json() == {"status": "ok"}
         ready = await http.get(f"{proxy.url}/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {"database": "ok", "redis": "ok", "status": "ready"}
+        # No worker runs here: shown, and the API is ready without one.
+        assert ready.json() == {"database": "ok", "redis": "ok", "worker": "not running", "status": "ready"}
         broken = start_proxy(redis={"url": "redis://127.0.0.1:9/0"})
         assert (await http.get(f"{broken.url}/healthz")).status_code == 200
         not_ready = await http.get(f"{broken.url}/readyz")
         assert not_ready.status_code == 503
         assert not_ready.json()["redis"] == "unavailable"
+        assert not_ready.json()["worker"] == "unknown"
 
 
 async def test_unknown_route_outside_v1_gets_openai_shaped_404(proxy: ServerThread) -> None:
