@@ -4,19 +4,16 @@ again and completes, and the end state is that of an uninterrupted run, with not
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from memoire.config import RedisConfig
 from memory.exchanges import DEFAULT_TENANT_ID
-from tests.conftest import MODEL_DIR, fetch_sync
-from worker.queue import connect
+from tests.conftest import fetch_sync
+from tests.support import worker_process
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -26,32 +23,18 @@ DECAYED = round(0.8 * 0.5 ** (370 / 90), 4)
 
 
 def start_worker(pg_dsn: str, redis_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "MEMOIRE_DATABASE_URL": pg_dsn,
-        "MEMOIRE_REDIS_URL": redis_url,
-        "MEMOIRE_EMBEDDINGS_MODEL_DIR": str(MODEL_DIR),
-        "MEMOIRE_CARE_BATCH_USERS": "3",  # many short transactions: a kill lands between two of them
+    return worker_process.start_worker(
+        pg_dsn,
+        redis_url,
+        log,
+        MEMOIRE_CARE_BATCH_USERS="3",  # many short transactions: a kill lands between two of them
         # A job of a killed worker runs again once its lease (its timeout and 10 s) has expired.
-        "MEMOIRE_WORKER_JOB_TIMEOUT": "3",
-        "MEMOIRE_WORKER_POLL_DELAY": "0.05",
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "memoire", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        MEMOIRE_WORKER_JOB_TIMEOUT="3",
+    )
 
 
 def decayed(pg_dsn: str) -> int:
     return int(fetch_sync(pg_dsn, "SELECT count(*) AS n FROM memory_facts WHERE decay_days > 0")[0]["n"])
-
-
-async def enqueue(redis_url: str) -> None:
-    redis = connect(RedisConfig(url=redis_url))
-    try:
-        await redis.enqueue_job("decay_stale_facts", _job_id="decay-crash-test")
-    finally:
-        await redis.aclose(close_connection_pool=True)
 
 
 @pytest.mark.timeout(180)
@@ -69,7 +52,7 @@ def test_a_worker_killed_mid_task_leaves_the_state_of_an_uninterrupted_run(
         DEFAULT_TENANT_ID,
         USERS,
     )
-    asyncio.run(enqueue(redis_url))
+    asyncio.run(worker_process.enqueue(redis_url, "decay_stale_facts", "decay-crash-test"))
 
     log = tmp_path / "worker.log"
     first = start_worker(pg_dsn, redis_url, log)

@@ -4,10 +4,7 @@ API shows in ``/readyz`` and ``/metrics`` whether a worker runs."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from memoire.config import RedisConfig
 from memory.exchanges import DEFAULT_TENANT_ID
-from tests.conftest import MODEL_DIR, ProxyFactory, fetch_sync, wait_until
+from tests.conftest import ProxyFactory, fetch_sync, wait_until
 from tests.support.services import StoppableRedis
-from worker.queue import connect
+from tests.support.worker_process import enqueue, start_worker
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -31,34 +27,12 @@ def private_redis() -> Iterator[StoppableRedis]:
     server.stop()
 
 
-def start_worker(pg_dsn: str, redis_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "MEMOIRE_DATABASE_URL": pg_dsn,
-        "MEMOIRE_REDIS_URL": redis_url,
-        "MEMOIRE_EMBEDDINGS_MODEL_DIR": str(MODEL_DIR),
-        "MEMOIRE_WORKER_POLL_DELAY": "0.05",
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "memoire", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
 def worker_state(url: str) -> tuple[str, str]:
     """What ``/readyz`` says of the worker, and the ``memoire_worker_up`` line of ``/metrics``."""
     ready = httpx.get(f"{url}/readyz", timeout=5).json()["worker"]
     metrics = httpx.get(f"{url}/metrics", timeout=5).text
     up = next((line for line in metrics.splitlines() if line.startswith("memoire_worker_up ")), "absent")
     return ready, up
-
-
-async def enqueue_decay(redis_url: str) -> None:
-    redis = connect(RedisConfig(url=redis_url))
-    try:
-        await redis.enqueue_job("decay_stale_facts", _job_id="decay-after-outage")
-    finally:
-        await redis.aclose(close_connection_pool=True)
 
 
 @pytest.mark.timeout(120)
@@ -89,7 +63,7 @@ def test_the_worker_stays_up_through_a_redis_outage_and_works_after_it(
                SELECT tenant_id, id, 'Likes old things', 0.8, now() - interval '400 days' FROM u""",
             DEFAULT_TENANT_ID,
         )
-        asyncio.run(enqueue_decay(private_redis.url))
+        asyncio.run(enqueue(private_redis.url, "decay_stale_facts", "decay-after-outage"))
         # Connected again (within its backoff, at most 10 s), it runs the job.
         wait_until(
             lambda: fetch_sync(pg_dsn, "SELECT count(*) AS n FROM memory_facts WHERE decay_days > 0")[0]["n"],
