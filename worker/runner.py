@@ -21,6 +21,7 @@ import logging
 import signal
 from typing import Any
 
+from arq.constants import health_check_key_suffix
 from arq.worker import Worker, create_worker
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,18 +37,14 @@ BACKOFF_MIN, BACKOFF_MAX, STEADY = 1.0, 10.0, 60.0
 HEALTH_INTERVAL = 10
 #: Seconds the jobs in progress get to finish when Redis goes away (they need no Redis to do their work).
 DRAIN = 60.0
-#: What a lost Redis raises.
-REDIS_LOST = (RedisConnectionError, RedisTimeout, ConnectionError, OSError)
-
-
-def health_key(queue_name: str) -> str:
-    """The key arq's worker refreshes while it runs (``<queue>:health-check``)."""
-    return f"{queue_name}:health-check"
+#: What a lost Redis raises (a refused or reset socket is an OSError).
+REDIS_LOST = (RedisConnectionError, RedisTimeout, OSError)
 
 
 async def worker_alive(redis: Redis, queue_name: str) -> bool:
-    """Whether a worker has refreshed its health key lately (raises what Redis raises)."""
-    return bool(await redis.exists(health_key(queue_name)))
+    """Whether a worker has refreshed its health key (arq's, ``<queue>:health-check``) lately; raises what
+    Redis raises."""
+    return bool(await redis.exists(queue_name + health_check_key_suffix))
 
 
 def run(settings: type) -> int:

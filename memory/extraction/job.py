@@ -42,6 +42,7 @@ WHERE l.tenant_id = $1 AND l.id = $2
 _DONE = """
 UPDATE chat_logs
 SET status = $3, error = $4, attempts = attempts + $5, extraction_model = $6, extraction_usage = $7,
+    extraction_answer = NULL, extraction_answer_usage = NULL,
     extracted_at = CASE WHEN $3 = 'extracted' THEN now() ELSE extracted_at END, processed_at = now()
 WHERE tenant_id = $1 AND id = $2
 """
@@ -55,6 +56,8 @@ ORDER BY l.occurred_at, l.id
 LIMIT $3
 """
 
+#: Kept until the log is done (:data:`_DONE` drops it): the facts live on in memory_facts, where they are
+#: edited and forgotten, not in a copy of the answer.
 _KEEP_ANSWER = """
 UPDATE chat_logs SET extraction_answer = $3, extraction_answer_usage = $4
 WHERE tenant_id = $1 AND id = $2 AND status = 'pending'

@@ -275,6 +275,7 @@ async def test_a_job_retried_after_the_llm_answered_reuses_its_answer(
     assert log["extraction_usage"]["calls"] == 1
     assert log["extraction_usage"]["total_tokens"] == 120
     assert log["attempts"] == 1
+    assert log["extraction_answer"] is None  # not kept once the facts are stored
 
 
 async def test_an_unreachable_llm_leaves_the_exchange_pending_until_it_is_back(
