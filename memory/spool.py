@@ -38,6 +38,10 @@ CREATE INDEX IF NOT EXISTS spool_due ON spool (next_attempt_at, created_at);
 """
 
 
+#: Seconds opening the spool may wait for the other processes that share it.
+OPEN_TIMEOUT = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     id: str
@@ -57,10 +61,21 @@ class Spool:
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
+            deadline = time.monotonic() + OPEN_TIMEOUT
+            while True:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                try:
+                    # Switching a new file to WAL takes it whole, and SQLite answers busy at once (no wait)
+                    # when another process sharing the spool is opening or writing it at that moment.
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=FULL")
+                    conn.executescript(_SCHEMA)
+                    break
+                except sqlite3.OperationalError as exc:
+                    conn.close()
+                    if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
             self._conn = conn
         return self._conn
 

@@ -167,10 +167,10 @@ def test_killing_one_api_process_fails_no_new_call(
         assert len(rows) == len(set(rows))  # none twice
         # A killed process loses only what it held in memory: exchanges it had answered in its last moments
         # and not yet written to its spool (everything spooled is delivered by the processes that remain),
-        # and an intake collects in batches, so that is a handful of calls answered before it was gone.
+        # and an intake collects in batches, so that is a handful of calls it answered before it was gone.
         shown = [f"{1000 * at:.1f} ms" for at in lost]
         assert len(lost) <= LOST_AT_MOST, shown
-        assert all(at <= 0 for at in lost), shown
+        assert all(at <= CLOSING for at in lost), shown  # its last answers may reach the client after it
     finally:
         up.send_signal(signal.SIGTERM)
         try:
