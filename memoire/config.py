@@ -116,7 +116,8 @@ class UpstreamConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
 
 class SpoolConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     path: str | None = None
-    """SQLite file that holds exchanges until they are stored. Unset: ``<data_dir>/spool.sqlite3``."""
+    """SQLite file that holds exchanges until they are stored. Unset: ``<data_dir>/spool.sqlite3``. Beside
+    it, the directory ``<name>.journal`` holds each API process's exchanges until they are in the file."""
     batch_size: int = 200
     """Most exchanges stored in one transaction."""
     retry_min: float = 0.5
@@ -289,6 +290,11 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     @property
     def spool_path(self) -> Path:
         return Path(self.spool.path).expanduser() if self.spool.path else self.data_dir / "spool.sqlite3"
+
+    @property
+    def journal_dir(self) -> Path:
+        """Where each API process journals what it captured until the spool holds it, beside the spool."""
+        return self.spool_path.with_suffix(".journal")
 
 
 def sections() -> dict[str, tuple[str, ...]]:

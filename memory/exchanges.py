@@ -1,4 +1,4 @@
-"""An exchange (the new messages of one call and the reply), and how it is recorded.
+"""An exchange (the new messages of one call and the reply), its bytes in the spool, and how it is recorded.
 
 Recording is idempotent: the exchange's id is the chat log's primary key, so storing the same exchange twice
 (a spool replay after a crash, a retried batch) leaves one row.
@@ -42,6 +42,48 @@ class Exchange(msgspec.Struct, frozen=True, kw_only=True):
     occurred_at: datetime
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     """The app's own data about the exchange (``/v1/ingest``)."""
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Exchange)
+
+
+#: msgpack integers stop at 64 bits; JSON bodies do not.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def pack(exchange: Exchange) -> bytes:
+    """The spool's bytes for ``exchange``. Integers beyond msgpack's range (a client may send any JSON
+    number) are kept as their decimal text rather than losing the exchange."""
+    try:
+        return _encoder.encode(exchange)
+    except OverflowError:
+        return _encoder.encode(
+            msgspec.structs.replace(
+                exchange,
+                messages=_big_ints_as_text(exchange.messages),
+                reply=_big_ints_as_text(exchange.reply),
+                usage=_big_ints_as_text(exchange.usage),
+                metadata=_big_ints_as_text(exchange.metadata),
+            )
+        )
+
+
+def unpack(data: bytes) -> Exchange:
+    """The exchange :func:`pack` gave ``data`` for; raises msgspec.DecodeError."""
+    return _decoder.decode(data)
+
+
+def _big_ints_as_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if _INT_MIN <= value <= _INT_MAX else str(value)
+    if isinstance(value, dict):
+        return {k: _big_ints_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_big_ints_as_text(v) for v in value]
+    return value
 
 
 def _json(value: Any) -> str | None:

@@ -1,12 +1,16 @@
 """The intake: takes captured exchanges off the request path and stores them, whatever is down.
 
-    submit(build) ─▶ asyncio queue ─▶ collect: build, spool.put ─▶ deliver: record in PostgreSQL,
-                                                                       enqueue in Redis, spool.remove
+    submit(build, record) ─▶ journal.append(record)
+                         └─▶ asyncio queue ─▶ collect: build, spool.put, journal.spooled
+                                                  ─▶ deliver: record in PostgreSQL, enqueue in Redis,
+                                                              spool.remove
 
-``submit`` never blocks and never raises: the request that produced the exchange has already been answered.
-Building the exchange (parsing the captured bodies) happens here, in the background. Each step after the
-spool is idempotent, so a failure at any point only leaves the entry in the spool to be tried again, with
-backoff, until it is delivered.
+``submit`` never blocks and never raises: it runs as the request's answer ends. Its only work there is to
+append the exchange's record (the captured bytes, unparsed) to this process's :mod:`journal`, so that a
+process killed before the exchange reached the spool loses nothing: whichever process sweeps the journal
+next revives the record (``revive``) and spools it. Building the exchange (parsing the captured bodies)
+happens in the background. Each step after the spool is idempotent, so a failure at any point only leaves
+the entry in the spool to be tried again, with backoff, until it is delivered.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -28,38 +31,19 @@ from memoire.errors import StorageUnavailable
 from memory import db, exchanges, users
 from memory.exchanges import Exchange
 from memory.health import Health
+from memory.journal import Journal, Orphan, Segment
 from memory.spool import Entry, Spool
 from worker.queue import enqueue_ingest
 
 log = logging.getLogger(__name__)
 #: Seconds ``accept`` waits for the spool before it answers 503.
 ACCEPT_TIMEOUT = 5.0
+#: Seconds between two sweeps of the journal for the segments of processes that are gone.
+SWEEP_INTERVAL = 10.0
 
 Build = Callable[[], Exchange | None]
-
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Exchange)
-
-
-#: msgpack integers stop at 64 bits; JSON bodies do not.
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-
-
-def _encode(exchange: Exchange) -> bytes:
-    """The spool's bytes for ``exchange``. Integers beyond msgpack's range (a client may send any JSON
-    number) are kept as their decimal text rather than losing the exchange."""
-    try:
-        return _encoder.encode(exchange)
-    except OverflowError:
-        return _encoder.encode(
-            msgspec.structs.replace(
-                exchange,
-                messages=_big_ints_as_text(exchange.messages),
-                reply=_big_ints_as_text(exchange.reply),
-                usage=_big_ints_as_text(exchange.usage),
-                metadata=_big_ints_as_text(exchange.metadata),
-            )
-        )
+#: Reads a journal record back into the build it was submitted with.
+Revive = Callable[[bytes], Build]
 
 
 class _Durable:
@@ -75,23 +59,36 @@ class _Durable:
         return self.exchange
 
 
-def _big_ints_as_text(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value if _INT_MIN <= value <= _INT_MAX else str(value)
-    if isinstance(value, dict):
-        return {k: _big_ints_as_text(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_big_ints_as_text(v) for v in value]
-    return value
+class _Journaled:
+    """A build whose record is in the journal until the spool holds its exchange."""
+
+    __slots__ = ("build", "segment")
+
+    def __init__(self, build: Build, segment: Segment) -> None:
+        self.build = build
+        self.segment = segment
+
+    def __call__(self) -> Exchange | None:
+        return self.build()
 
 
 class Intake:
     def __init__(
-        self, *, spool: Spool, pool: asyncpg.Pool, redis: ArqRedis, config: SpoolConfig, health: Health
+        self,
+        *,
+        spool: Spool,
+        pool: asyncpg.Pool,
+        redis: ArqRedis,
+        config: SpoolConfig,
+        health: Health,
+        journal: Journal | None = None,
+        revive: Revive | None = None,
     ) -> None:
+        """``journal`` keeps what :meth:`submit` is given with a record until it is spooled, and
+        ``revive`` reads the records of a process that is gone back into builds."""
         self._spool = spool
+        self._journal = journal
+        self._revive = revive
         self._pool = pool
         self._redis = redis
         self._config = config
@@ -101,8 +98,15 @@ class Intake:
         self._tasks: list[asyncio.Task[None]] = []
         self._delivering = False
 
-    def submit(self, build: Build) -> None:
-        """Hand over an exchange to store; returns at once."""
+    def submit(self, build: Build, record: bytes | None = None) -> None:
+        """Hand over an exchange to store; returns at once. ``record`` (what ``revive`` reads back into
+        ``build``) is first appended to the journal: once this returns, the exchange outlives the
+        process."""
+        if record is not None and self._journal is not None:
+            try:
+                build = _Journaled(build, self._journal.append(record))
+            except OSError:
+                log.exception("could not write a captured exchange to the journal; it is kept in memory")
         self._inbox.put_nowait(build)
 
     async def start(self) -> None:
@@ -111,6 +115,8 @@ class Intake:
             asyncio.create_task(self._collect_loop(), name="intake-collect"),
             asyncio.create_task(self._deliver_loop(), name="intake-deliver"),
         ]
+        if self._journal is not None:
+            self._tasks.append(asyncio.create_task(self._sweep_loop(), name="intake-sweep"))
 
     async def close(self, grace: float = 5.0) -> None:
         """Spool whatever is still in memory, try one last delivery, and stop."""
@@ -124,11 +130,50 @@ class Intake:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._collect_pending()
+        if self._journal is not None:
+            self._journal.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 while await self._deliver_due():
                     pass
         await self._spool.close()
+
+    async def sweep(self) -> int:
+        """Spool the journal records of processes that are gone; returns how many."""
+        if self._journal is None or self._revive is None:
+            return 0
+        swept = 0
+        for orphan in self._journal.orphans():
+            try:
+                swept += await self._spool_orphan(orphan)
+            except Exception:
+                orphan.keep()
+                log.exception("could not spool the exchanges journaled in %s; they are kept", orphan.path)
+            else:
+                orphan.done()
+        return swept
+
+    async def _spool_orphan(self, orphan: Orphan) -> int:
+        assert self._revive is not None
+        builds: list[Build] = []
+        for record in orphan.records:
+            try:
+                builds.append(self._revive(record))
+            except Exception:
+                log.exception("a journal record in %s cannot be read; it is skipped", orphan.path)
+        await self._spool_builds(builds)
+        if builds:
+            log.info("%d exchanges of a process that is gone were spooled from its journal", len(builds))
+        return len(builds)
+
+    async def _sweep_loop(self) -> None:
+        """Sweep at start (the process may replace one that died), then every :data:`SWEEP_INTERVAL`."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception:  # the loop must outlive any one sweep
+                log.exception("sweeping the journal failed")
+            await asyncio.sleep(SWEEP_INTERVAL)
 
     async def flush(self) -> None:
         """Wait until everything submitted so far has been delivered or deferred (for tests and shutdown)."""
@@ -163,7 +208,7 @@ class Intake:
 
         def matches(payload: bytes) -> bool:
             try:
-                exchange = _decoder.decode(payload)
+                exchange = exchanges.unpack(payload)
             except msgspec.DecodeError:
                 return False
             return exchange.tenant_id == tenant_id and exchange.user == user
@@ -199,7 +244,7 @@ class Intake:
             try:
                 exchange = build()
                 if exchange is not None:
-                    rows.append((str(exchange.id), _encode(exchange)))
+                    rows.append((str(exchange.id), exchanges.pack(exchange)))
             except Exception as exc:
                 log.exception("could not read a captured exchange; it is not stored")
                 if isinstance(build, _Durable):
@@ -209,6 +254,8 @@ class Intake:
         for build in builds:
             if isinstance(build, _Durable) and not build.spooled.done():
                 build.spooled.set_result(None)
+            elif isinstance(build, _Journaled) and self._journal is not None:
+                self._journal.spooled(build.segment)
 
     async def _put(self, rows: list[tuple[str, bytes]]) -> None:
         delay = self._config.retry_min
@@ -256,7 +303,7 @@ class Intake:
         batch: list[tuple[Entry, Exchange]] = []
         for entry in entries:
             try:
-                batch.append((entry, _decoder.decode(entry.payload)))
+                batch.append((entry, exchanges.unpack(entry.payload)))
             except msgspec.DecodeError as exc:
                 # Written by an incompatible version: kept for an operator, never dropped, out of the way.
                 log.error(  # noqa: TRY400 (the reason is in the message; a traceback adds nothing)

@@ -26,7 +26,7 @@ from proxy import anthropic_input, anthropic_reply
 from proxy import services as services_
 from proxy.auth import ANTHROPIC, principal_of
 from proxy.passthrough import forward_anthropic
-from proxy.relay import ClientGone, read_body, relay, send_error
+from proxy.relay import ClientGone, Outcome, read_body, relay, send_error
 from proxy.remember import degraded_headers, identity_of, remember
 from proxy.tee import Dialect, keep
 from proxy.upstream import Headers
@@ -64,20 +64,8 @@ async def create_message(scope: Scope, receive: Receive, send: Send) -> None:
         lambda body, block: anthropic_input.inject(body, block, placement),
     )
     target = services.anthropic
-    outcome = await relay(
-        services.upstream,
-        receive,
-        send,
-        method="POST",
-        url=target.url("/v1/messages", scope["query_string"]),
-        headers=target.request_headers(headers),
-        body=forwarded,
-        extra_headers=extra,
-        heartbeat=services.config.upstream.heartbeat_idle,
-        capture=identity.ingest,
-        error_shape="anthropic",
-    )
-    if identity.ingest:
+
+    def kept(outcome: Outcome) -> None:
         keep(
             services.intake,
             outcome,
@@ -89,3 +77,18 @@ async def create_message(scope: Scope, receive: Receive, send: Send) -> None:
             occurred_at=occurred_at,
             request_body=body,
         )
+
+    await relay(
+        services.upstream,
+        receive,
+        send,
+        method="POST",
+        url=target.url("/v1/messages", scope["query_string"]),
+        headers=target.request_headers(headers),
+        body=forwarded,
+        extra_headers=extra,
+        heartbeat=services.config.upstream.heartbeat_idle,
+        capture=identity.ingest,
+        on_end=kept if identity.ingest else None,
+        error_shape="anthropic",
+    )

@@ -18,11 +18,12 @@ from memoire.errors import InvalidField, MemoireError, RequestError, render
 from memory import db, embeddings
 from memory.health import Health
 from memory.intake import Intake
+from memory.journal import Journal
 from memory.migrations import pending
 from memory.routes import ROUTES
 from memory.service import EmbedderFactory, Memory
 from memory.spool import Spool
-from proxy import heap
+from proxy import heap, tee
 from proxy import services as services_
 from proxy.admin_jobs import failed_jobs, retry_job, run_task
 from proxy.anthropic_messages import create_message
@@ -148,7 +149,13 @@ def create_app(
         pool = await db.create_pool(config.database, dsn, stateless=True)
         redis = queue.connect(config.redis)
         intake = Intake(
-            spool=Spool(config.spool_path), pool=pool, redis=redis, config=config.spool, health=health
+            spool=Spool(config.spool_path),
+            pool=pool,
+            redis=redis,
+            config=config.spool,
+            health=health,
+            journal=Journal(config.journal_dir),
+            revive=tee.revive,
         )
         await intake.start()
         memory = Memory(config, pool, factory)

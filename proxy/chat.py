@@ -20,7 +20,7 @@ from proxy import services as services_
 from proxy.auth import principal_of
 from proxy.memory_block import inject
 from proxy.passthrough import forward
-from proxy.relay import ClientGone, read_body, relay, send_error
+from proxy.relay import ClientGone, Outcome, read_body, relay, send_error
 from proxy.remember import CONTEXT_TURNS, clip, degraded_headers, identity_of, remember
 from proxy.tee import CHAT, keep
 from proxy.upstream import Headers
@@ -93,19 +93,8 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         lambda body, block: inject(body, block, placement),
     )
     upstream = services.upstream
-    outcome = await relay(
-        upstream,
-        receive,
-        send,
-        method="POST",
-        url=upstream.url("/chat/completions", scope["query_string"]),
-        headers=upstream.request_headers(headers, readable_encodings=True),
-        body=forwarded,
-        extra_headers=extra,
-        heartbeat=services.config.upstream.heartbeat_idle,
-        capture=identity.ingest,
-    )
-    if identity.ingest:
+
+    def kept(outcome: Outcome) -> None:
         keep(
             services.intake,
             outcome,
@@ -117,3 +106,17 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
             occurred_at=occurred_at,
             request_body=body,
         )
+
+    await relay(
+        upstream,
+        receive,
+        send,
+        method="POST",
+        url=upstream.url("/chat/completions", scope["query_string"]),
+        headers=upstream.request_headers(headers, readable_encodings=True),
+        body=forwarded,
+        extra_headers=extra,
+        heartbeat=services.config.upstream.heartbeat_idle,
+        capture=identity.ingest,
+        on_end=kept if identity.ingest else None,
+    )

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, cast
 
@@ -133,8 +133,14 @@ async def relay(
     capture: bool = False,
     tap: Tap | None = None,
     error_shape: ErrorShape = "openai",
+    on_end: Callable[[Outcome], None] | None = None,
 ) -> Outcome | None:
-    """Forward one request and relay its response. Returns None if the client left or nothing came back."""
+    """Forward one request and relay its response. Returns None if the client left or nothing came back.
+
+    ``on_end`` is called with the whole response captured, before its last byte goes to the client: the
+    last chunk of a body of known length, else the end of the chunked body (a client reads on to it, as
+    the OpenAI and Anthropic SDKs do after a stream's last event). What it keeps is then safe before the
+    client has its answer."""
     watch = _DisconnectWatch(receive)
     try:
         started = time.perf_counter()
@@ -147,7 +153,9 @@ async def relay(
             return None
         UPSTREAM.labels(str(response.status_code)).observe(time.perf_counter() - started)
         try:
-            return await _relay_response(response, send, watch, extra_headers, heartbeat, capture, tap)
+            return await _relay_response(
+                response, send, watch, extra_headers, heartbeat, capture, tap, on_end
+            )
         finally:
             await response.aclose()
     except asyncio.CancelledError:
@@ -169,6 +177,7 @@ async def _relay_response(
     heartbeat: float,
     capture: bool,
     tap: Tap | None,
+    on_end: Callable[[Outcome], None] | None,
 ) -> Outcome:
     outcome = Outcome(response.status_code, response.headers)
     await send(
@@ -183,17 +192,26 @@ async def _relay_response(
         chunks = _with_heartbeats(chunks, heartbeat)
     captured = outcome.chunks
     tapping = tap is not None and 200 <= response.status_code < 300
+    length = response.headers.get("content-length", "") if on_end is not None else ""
+    left = int(length) if length.isdigit() else -1
     try:
         async for chunk in chunks:
             if tapping and tap is not None:
                 tapping = not tap.feed(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if capture and chunk is not HEARTBEAT:
                 captured.append(chunk)
+            if left > 0:
+                left -= len(chunk)
+                if left <= 0 and on_end is not None:
+                    on_end(outcome)
+                    on_end = None
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except UpstreamBroken as exc:
         log.warning("upstream failed mid-response (%s); aborting the client's connection", type(exc).__name__)
         raise UpstreamBroke(str(exc)) from exc
     watch.finished = True
+    if on_end is not None:
+        on_end(outcome)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return outcome
 

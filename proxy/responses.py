@@ -34,7 +34,7 @@ from proxy import responses_input, responses_reply
 from proxy import services as services_
 from proxy.auth import principal_of
 from proxy.passthrough import forward
-from proxy.relay import ClientGone, read_body, relay, send_error
+from proxy.relay import ClientGone, Outcome, read_body, relay, send_error
 from proxy.remember import degraded_headers, identity_of, remember
 from proxy.response_owners import LOOKUP_TIMEOUT, unknown_response
 from proxy.tee import Dialect, keep
@@ -123,20 +123,8 @@ async def create_response(scope: Scope, receive: Receive, send: Send) -> None:
         services.owners.tap(principal.tenant_id, identity.user, session) if view.store is not False else None
     )
     upstream = services.upstream
-    outcome = await relay(
-        upstream,
-        receive,
-        send,
-        method="POST",
-        url=upstream.url("/responses", scope["query_string"]),
-        headers=_uncompressed(upstream.request_headers(headers)),
-        body=forwarded,
-        extra_headers=extra,
-        heartbeat=services.config.upstream.heartbeat_idle,
-        capture=identity.ingest,
-        tap=tap,
-    )
-    if identity.ingest:
+
+    def kept(outcome: Outcome) -> None:
         keep(
             services.intake,
             outcome,
@@ -148,3 +136,18 @@ async def create_response(scope: Scope, receive: Receive, send: Send) -> None:
             occurred_at=occurred_at,
             request_body=body,
         )
+
+    await relay(
+        upstream,
+        receive,
+        send,
+        method="POST",
+        url=upstream.url("/responses", scope["query_string"]),
+        headers=_uncompressed(upstream.request_headers(headers)),
+        body=forwarded,
+        extra_headers=extra,
+        heartbeat=services.config.upstream.heartbeat_idle,
+        capture=identity.ingest,
+        on_end=kept if identity.ingest else None,
+        tap=tap,
+    )

@@ -8,6 +8,10 @@ keeps the new ones, and rebuilds the reply, each by the rules of the API the cal
 on every call, and everything up to the previous reply was recorded with the previous exchange. System and
 developer prompts are the app's instructions, not the user's words, and are never recorded. The request body
 read is the client's own, so a memory block the proxy added is never recorded as the user's words.
+
+:func:`keep` runs as the answer ends, before its last byte goes out (:func:`proxy.relay.relay`'s
+``on_end``): the capture's bytes go to the intake's journal as a :class:`Record` (one ``write(2)``), so an
+API process killed right after answering loses no exchange, and :func:`revive` reads a record back.
 """
 
 from __future__ import annotations
@@ -58,8 +62,35 @@ class Dialect:
     reply: Callable[[list[bytes], str | None, str | None], replies.Reply]
     """The reply from the captured chunks, the content type and the content encoding."""
 
+    def __post_init__(self) -> None:
+        _DIALECTS[self.endpoint] = self
+
+
+#: Each dialect by its endpoint, as a journal record names it.
+_DIALECTS: dict[str, Dialect] = {}
+
 
 CHAT = Dialect("/v1/chat/completions", _chat_messages, replies.parse)
+
+
+class Record(msgspec.Struct, array_like=True, frozen=True):
+    """A capture as the journal keeps it: its bytes, unparsed."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    user: str
+    session: str | None
+    model: str | None
+    occurred_at: datetime
+    endpoint: str
+    request_body: bytes
+    content_type: str | None
+    content_encoding: str | None
+    reply: bytes
+
+
+_record_encoder = msgspec.msgpack.Encoder()
+_record_decoder = msgspec.msgpack.Decoder(Record)
 
 
 @dataclass(slots=True)
@@ -74,6 +105,23 @@ class Capture:
     response_headers: Mapping[str, str]
     chunks: list[bytes]
     dialect: Dialect = CHAT
+
+    def record(self) -> bytes:
+        return _record_encoder.encode(
+            Record(
+                self.id,
+                self.tenant_id,
+                self.user,
+                self.session,
+                self.model,
+                self.occurred_at,
+                self.dialect.endpoint,
+                self.request_body,
+                self.response_headers.get("content-type"),
+                self.response_headers.get("content-encoding"),
+                b"".join(self.chunks),
+            )
+        )
 
     def build(self) -> Exchange | None:
         messages = self.dialect.messages(self.request_body)
@@ -107,7 +155,7 @@ class Capture:
 
 def keep(
     intake: Intake,
-    outcome: Outcome | None,
+    outcome: Outcome,
     dialect: Dialect,
     *,
     tenant_id: uuid.UUID,
@@ -117,21 +165,45 @@ def keep(
     occurred_at: datetime,
     request_body: bytes,
 ) -> None:
-    """Hand a call that succeeded to the intake, as a :class:`Capture` it builds later; any other is not
-    an exchange (the provider refused it, or the client left)."""
-    if outcome is None or not 200 <= outcome.status < 300:
+    """Hand a call that succeeded to the intake, as a :class:`Capture` it builds later (journaled now);
+    any other is not an exchange (the provider refused it)."""
+    if not 200 <= outcome.status < 300:
         return
-    intake.submit(
-        Capture(
-            id=new_id(),
-            tenant_id=tenant_id,
-            user=user,
-            session=session,
-            model=model,
-            occurred_at=occurred_at,
-            request_body=request_body,
-            response_headers=outcome.headers,
-            chunks=outcome.chunks,
-            dialect=dialect,
-        ).build
+    capture = Capture(
+        id=new_id(),
+        tenant_id=tenant_id,
+        user=user,
+        session=session,
+        model=model,
+        occurred_at=occurred_at,
+        request_body=request_body,
+        response_headers=outcome.headers,
+        chunks=outcome.chunks,
+        dialect=dialect,
     )
+    intake.submit(capture.build, capture.record())
+
+
+def revive(data: bytes) -> Callable[[], Exchange | None]:
+    """The build of the capture a journal record holds."""
+    record = _record_decoder.decode(data)
+    headers = {
+        name: value
+        for name, value in (
+            ("content-type", record.content_type),
+            ("content-encoding", record.content_encoding),
+        )
+        if value is not None
+    }
+    return Capture(
+        id=record.id,
+        tenant_id=record.tenant_id,
+        user=record.user,
+        session=record.session,
+        model=record.model,
+        occurred_at=record.occurred_at,
+        request_body=record.request_body,
+        response_headers=headers,
+        chunks=[record.reply],
+        dialect=_DIALECTS[record.endpoint],
+    ).build

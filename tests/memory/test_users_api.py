@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from memory.exchanges import DEFAULT_TENANT_ID, Exchange, now
-from memory.intake import _encode
+from memory.exchanges import DEFAULT_TENANT_ID, Exchange, now, pack
 from memory.spool import Spool
 from tests.conftest import fetch_sync, wait_until
 from tests.memory.test_facts_api import Api
@@ -98,7 +97,7 @@ def _spool_exchange(path: Path, user: str) -> None:
 
     async def put() -> None:
         spool = Spool(path)
-        await spool.put([(str(exchange.id), _encode(exchange))])
+        await spool.put([(str(exchange.id), pack(exchange))])
         await spool.defer([str(exchange.id)], 3600, "test: held back")
         await spool.close()
 

@@ -9,11 +9,25 @@ and leave the user with the same facts.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
+from memory.exchanges import DEFAULT_TENANT_ID, new_id
+from proxy.anthropic_messages import MESSAGES
+from proxy.responses import RESPONSES
+from proxy.tee import CHAT, Capture, revive
+from tests.conftest import ProxyFactory, eventually
 from tests.support.extraction import Body, extracted
 from tests.support.llm import FakeLLM
 from tests.support.servers import ServerThread
@@ -114,3 +128,81 @@ async def test_every_api_is_extracted_as_the_same_conversation_sent_to_chat(
     ]
     other = await extracted(proxy.url, f"via-{variant}", VARIANTS[variant], **run)
     assert other == chat
+
+
+@pytest.mark.parametrize("variant", ["chat", *(v for v in VARIANTS if v != "responses-continued")])
+async def test_what_the_journal_keeps_of_an_exchange_builds_the_same_exchange(
+    variant: str, fake: FakeUpstream, upstream_url: str
+) -> None:
+    """A process killed after answering leaves its exchanges in its journal; the process that sweeps it
+    must store the very exchange the killed one would have."""
+    calls = _chat(False) if variant == "chat" else VARIANTS[variant]
+    path, body = calls[-1]
+    assert not callable(body)
+    dialect = {"/v1/chat/completions": CHAT, "/v1/responses": RESPONSES, "/anthropic/v1/messages": MESSAGES}[
+        path
+    ]
+    url = upstream_url.removesuffix("/v1") + path.removeprefix("/anthropic")
+    request = json.dumps(body).encode()
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(url, content=request, headers={"x-fake-reply": REPLY})
+    capture = Capture(
+        id=new_id(),
+        tenant_id=DEFAULT_TENANT_ID,
+        user="journaled",
+        session="s",
+        model=body["model"],
+        occurred_at=datetime.now(UTC),
+        request_body=request,
+        response_headers=answer.headers,
+        chunks=[answer.content[:40], answer.content[40:]],  # as the relay captured them, in pieces
+        dialect=dialect,
+    )
+    kept = capture.build()
+    assert kept is not None
+    assert REPLY in json.dumps(kept.reply)
+    assert revive(capture.record())() == kept
+
+
+async def test_an_exchange_left_in_the_journal_of_a_killed_process_is_stored(
+    start_proxy: ProxyFactory, tmp_path: Path, db: asyncpg.Pool
+) -> None:
+    """A process answered a call, journaled its exchange and was killed before spooling it: the next API
+    process on the same spool stores it."""
+    reply = {"id": "chatcmpl-1", "object": "chat.completion", "model": "fake-chat",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY},
+                          "finish_reason": "stop"}]}  # fmt: skip
+    body = {"model": "fake-chat", "messages": [{"role": "user", "content": FIRST}]}
+    code = textwrap.dedent(
+        f"""
+        import json, os, signal, uuid
+        from datetime import UTC, datetime
+        from pathlib import Path
+        from memory.journal import Journal
+        from proxy.tee import CHAT, Capture
+        capture = Capture(
+            id=uuid.uuid4(), tenant_id=uuid.UUID({str(DEFAULT_TENANT_ID)!r}), user="killed", session=None,
+            model="fake-chat", occurred_at=datetime.now(UTC), request_body={json.dumps(body).encode()!r},
+            response_headers={{"content-type": "application/json"}}, chunks=[{json.dumps(reply).encode()!r}],
+            dialect=CHAT,
+        )
+        Journal(Path({str(tmp_path / "spool.journal")!r})).append(capture.record())
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    argv = [sys.executable, "-c", code]
+    died = await asyncio.to_thread(subprocess.run, argv, cwd=Path(__file__).parents[2], check=False)
+    assert died.returncode == -signal.SIGKILL
+
+    start_proxy()  # its spool is tmp_path/spool.sqlite3, its journal beside it
+
+    async def stored() -> list[asyncpg.Record]:
+        return await db.fetch(
+            "SELECT l.messages, l.reply FROM chat_logs l JOIN users u ON u.id = l.user_id "
+            "WHERE u.external_id = 'killed'"
+        )
+
+    [row] = await eventually(stored)
+    assert row["messages"] == [{"role": "user", "content": FIRST}]
+    assert row["reply"]["content"] == REPLY
+    assert list((tmp_path / "spool.journal").iterdir()) == []  # swept: the segment is gone
