@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
@@ -28,10 +29,10 @@ from redis.exceptions import RedisError
 
 from memoire.config import SpoolConfig
 from memoire.errors import StorageUnavailable
-from memory import db, exchanges, users
+from memory import db, exchanges, sweep, users
 from memory.exchanges import Exchange
 from memory.health import Health
-from memory.journal import Journal, Orphan, Segment
+from memory.journal import Journal, Written
 from memory.spool import Entry, Spool
 from worker.queue import enqueue_ingest
 
@@ -40,10 +41,12 @@ log = logging.getLogger(__name__)
 ACCEPT_TIMEOUT = 5.0
 #: Seconds between two sweeps of the journal for the segments of processes that are gone.
 SWEEP_INTERVAL = 10.0
+#: Seconds the journal is left alone after it could not be written (a full disk): exchanges then wait in
+#: memory only, as they did before there was one, and the failure is logged once.
+JOURNAL_PAUSE = 5.0
 
 Build = Callable[[], Exchange | None]
-#: Reads a journal record back into the build it was submitted with.
-Revive = Callable[[bytes], Build]
+Revive = sweep.Revive
 
 
 class _Durable:
@@ -62,11 +65,11 @@ class _Durable:
 class _Journaled:
     """A build whose record is in the journal until the spool holds its exchange."""
 
-    __slots__ = ("build", "segment")
+    __slots__ = ("build", "written")
 
-    def __init__(self, build: Build, segment: Segment) -> None:
+    def __init__(self, build: Build, written: Written) -> None:
         self.build = build
-        self.segment = segment
+        self.written = written
 
     def __call__(self) -> Exchange | None:
         return self.build()
@@ -97,16 +100,24 @@ class Intake:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._delivering = False
+        self._journal_paused_until = 0.0
 
     def submit(self, build: Build, record: bytes | None = None) -> None:
         """Hand over an exchange to store; returns at once. ``record`` (what ``revive`` reads back into
         ``build``) is first appended to the journal: once this returns, the exchange outlives the
         process."""
         if record is not None and self._journal is not None:
-            try:
-                build = _Journaled(build, self._journal.append(record))
-            except OSError:
-                log.exception("could not write a captured exchange to the journal; it is kept in memory")
+            now = time.monotonic()
+            if now >= self._journal_paused_until:
+                try:
+                    build = _Journaled(build, self._journal.append(record))
+                except OSError as exc:
+                    self._journal_paused_until = now + JOURNAL_PAUSE
+                    log.error(  # noqa: TRY400 (the reason is in the message; a traceback adds nothing)
+                        "the journal cannot be written (%s); for %.0f s exchanges wait in memory only",
+                        exc,
+                        JOURNAL_PAUSE,
+                    )
         self._inbox.put_nowait(build)
 
     async def start(self) -> None:
@@ -142,29 +153,7 @@ class Intake:
         """Spool the journal records of processes that are gone; returns how many."""
         if self._journal is None or self._revive is None:
             return 0
-        swept = 0
-        for orphan in self._journal.orphans():
-            try:
-                swept += await self._spool_orphan(orphan)
-            except Exception:
-                orphan.keep()
-                log.exception("could not spool the exchanges journaled in %s; they are kept", orphan.path)
-            else:
-                orphan.done()
-        return swept
-
-    async def _spool_orphan(self, orphan: Orphan) -> int:
-        assert self._revive is not None
-        builds: list[Build] = []
-        for record in orphan.records:
-            try:
-                builds.append(self._revive(record))
-            except Exception:
-                log.exception("a journal record in %s cannot be read; it is skipped", orphan.path)
-        await self._spool_builds(builds)
-        if builds:
-            log.info("%d exchanges of a process that is gone were spooled from its journal", len(builds))
-        return len(builds)
+        return await sweep.sweep(self._journal, self._revive, self._spool_builds, self._config.batch_size)
 
     async def _sweep_loop(self) -> None:
         """Sweep at start (the process may replace one that died), then every :data:`SWEEP_INTERVAL`."""
@@ -205,6 +194,7 @@ class Intake:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
                 await self._inbox.join()
+                await self.sweep()  # a process that died may have journaled the user's exchanges
 
         def matches(payload: bytes) -> bool:
             try:
@@ -255,7 +245,10 @@ class Intake:
             if isinstance(build, _Durable) and not build.spooled.done():
                 build.spooled.set_result(None)
             elif isinstance(build, _Journaled) and self._journal is not None:
-                self._journal.spooled(build.segment)
+                try:
+                    self._journal.spooled(build.written)
+                except OSError:  # the record stays: a sweep after this process may spool it again
+                    log.exception("could not mark a journaled exchange as spooled")
 
     async def _put(self, rows: list[tuple[str, bytes]]) -> None:
         delay = self._config.retry_min

@@ -7,10 +7,10 @@ exchange is first appended here, one ``write(2)`` of its bytes on the request pa
 page cache outlives a killed process, which is what this guards against), and the record is let go once the
 spool holds it.
 
-A process writes to segments of its own, each locked (``flock``) while the process lives. Records reach the
-spool in the order they were appended, so a segment's first 8 bytes say how far it is spooled, and a record
-spooled once is never swept again (the user may have been forgotten since). A segment whose records are all
-spooled is emptied, or removed once a newer one took over. The kernel drops a dead
+A process writes to segments of its own, each locked (``flock``) while the process lives. A segment's first
+8 bytes say how far it is spooled: up to the first record the spool does not hold yet, so a record spooled
+once is never swept again (its user may have been forgotten since). A segment whose records are all spooled
+is emptied, or removed once a newer one took over. The kernel drops a dead
 process's locks, so any process that can lock a segment (:meth:`Journal.orphans`) knows its writer is gone,
 and spools what it holds; the spool ignores an id it has, and delivery is idempotent, so a record spooled
 both ways is stored once.
@@ -52,7 +52,17 @@ class Segment:
     fd: int
     size: int = _MARK.size
     ends: collections.deque[int] = field(default_factory=collections.deque)
-    """Where each record appended and not yet in the spool ends."""
+    """Where each record appended and not yet let go ends, in order."""
+    spooled: set[int] = field(default_factory=set)
+    """Ends of records in the spool behind one that is not (yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """Where a record went: what :meth:`Journal.spooled` is given once the spool holds it."""
+
+    segment: Segment
+    end: int
 
 
 @dataclass
@@ -73,6 +83,12 @@ class Orphan:
         """Its records could not be spooled: leave it for a later sweep."""
         os.close(self.fd)
 
+    def set_aside(self) -> None:
+        """It holds records that cannot be read: keep it for an operator, out of the sweeps' way."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.rename(self.path.with_suffix(".unreadable"))
+        os.close(self.fd)
+
 
 class Journal:
     def __init__(self, directory: Path) -> None:
@@ -82,19 +98,35 @@ class Journal:
 
     def _segment(self) -> Segment:
         if self._current is None or self._current.size >= ROTATE_AT:
+            segment = self._new_segment()
             if self._current is not None:
                 self._retired.append(self._current)
-            self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"{os.getpid()}-{uuid.uuid4().hex}{_SUFFIX}"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.pwrite(fd, _MARK.pack(_MARK.size), 0)
-            self._current = Segment(path, fd)
+                if not self._current.ends:
+                    self._remove(self._current)
+            self._current = segment
         return self._current
 
-    def append(self, record: bytes) -> Segment:
-        """Append ``record``; the segment it is in, to pass to :meth:`spooled`. Raises OSError when the
-        disk refuses it."""
+    def _new_segment(self) -> Segment:
+        """A segment, locked and marked before its name is one a sweep looks for (else a sweep could take
+        it for a dead process's between its creation and its lock)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"{os.getpid()}-{uuid.uuid4().hex}"
+        staged = self.directory / f"{name}.new"
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.pwrite(fd, _MARK.pack(_MARK.size), 0)
+            path = staged.rename(self.directory / f"{name}{_SUFFIX}")
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                staged.unlink()
+            raise
+        return Segment(path, fd)
+
+    def append(self, record: bytes) -> Written:
+        """Append ``record``; where it went, to pass to :meth:`spooled`. Raises OSError when the disk
+        refuses it."""
         segment = self._segment()
         frame = _FRAME.pack(len(record), zlib.crc32(record)) + record
         written = os.pwrite(segment.fd, frame, segment.size)
@@ -103,14 +135,22 @@ class Journal:
             raise OSError(f"the journal took {written} of {len(frame)} bytes")
         segment.size += written
         segment.ends.append(segment.size)
-        return segment
+        return Written(segment, segment.size)
 
-    def spooled(self, segment: Segment) -> None:
-        """The oldest record of ``segment`` not yet in the spool is in it (records are spooled in the order
-        they were appended)."""
-        end = segment.ends.popleft()
+    def spooled(self, written: Written) -> None:
+        """The record ``written`` is in the spool. The segment's mark moves past every record before the
+        first one that is not, so a sweep never takes up a record spooled once (its user may have been
+        forgotten since), nor skips one that is not."""
+        segment = written.segment
+        segment.spooled.add(written.end)
+        mark = 0
+        while segment.ends and segment.ends[0] in segment.spooled:
+            mark = segment.ends.popleft()
+            segment.spooled.discard(mark)
+        if not mark:
+            return
         if segment.ends or (segment is self._current and segment.size < EMPTY_AT):
-            os.pwrite(segment.fd, _MARK.pack(end), 0)
+            os.pwrite(segment.fd, _MARK.pack(mark), 0)
         elif segment is self._current:
             os.ftruncate(segment.fd, 0)  # a kill right here leaves an empty file: nothing to sweep
             os.pwrite(segment.fd, _MARK.pack(_MARK.size), 0)
@@ -139,9 +179,10 @@ class Journal:
 
     def orphans(self) -> Iterator[Orphan]:
         """The segments of processes that are gone, each locked for the caller until it calls
-        :meth:`Orphan.done` or :meth:`Orphan.keep`."""
+        :meth:`Orphan.done`, :meth:`Orphan.keep` or :meth:`Orphan.set_aside`. A segment a process was
+        killed creating (before it held any record) is removed."""
         try:
-            paths = sorted(self.directory.glob(f"*{_SUFFIX}"))
+            paths = sorted(self.directory.glob(f"*{_SUFFIX}")) + sorted(self.directory.glob("*.new"))
         except OSError:
             return
         own = {s.path for s in self._retired} | ({self._current.path} if self._current else set())
@@ -159,6 +200,9 @@ class Journal:
                 continue
             if os.fstat(fd).st_nlink == 0:  # swept by another process since we listed it
                 os.close(fd)
+                continue
+            if path.suffix != _SUFFIX:
+                Orphan(path, fd).done()
                 continue
             yield Orphan(path, fd, _records(fd, path))
 

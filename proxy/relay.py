@@ -203,7 +203,7 @@ async def _relay_response(
             if left > 0:
                 left -= len(chunk)
                 if left <= 0 and on_end is not None:
-                    on_end(outcome)
+                    _ended(on_end, outcome)
                     on_end = None
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except UpstreamBroken as exc:
@@ -211,9 +211,17 @@ async def _relay_response(
         raise UpstreamBroke(str(exc)) from exc
     watch.finished = True
     if on_end is not None:
-        on_end(outcome)
+        _ended(on_end, outcome)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return outcome
+
+
+def _ended(on_end: Callable[[Outcome], None], outcome: Outcome) -> None:
+    """Call ``on_end``; what it keeps must never break the answer it comes from."""
+    try:
+        on_end(outcome)
+    except Exception:
+        log.exception("keeping a finished exchange failed; the answer goes on")
 
 
 def _heartbeat_allowed(response: UpstreamResponse) -> bool:

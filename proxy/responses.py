@@ -52,7 +52,7 @@ def _uncompressed(headers: Headers) -> Headers:
 
 def _own_session(view: responses_input.ResponsesView, response_id: str | None) -> str | None:
     """The session a call that names none starts: its response's id, which a continuation joins; none
-    for a call that carries the conversation itself (read after the answer went out)."""
+    for a call that carries the conversation itself (read as the answer ends)."""
     if response_id is None or responses_input.carries_history(view):
         return None
     return response_id

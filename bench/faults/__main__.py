@@ -55,25 +55,26 @@ IN_FLIGHT = 1.0
 DRAIN = 420.0
 
 
-async def _inject(stack: FaultStack, fault: str, down: float) -> tuple[float, float]:
-    """Inject ``fault``; returns when the part was gone and when it was back (or started again)."""
+async def _inject(stack: FaultStack, fault: str, down: float) -> tuple[float, float, float]:
+    """Inject ``fault``; returns when the kill was sent, when the part was gone, and when it was back (or
+    started again)."""
+    killed = time.monotonic()
     if fault in ("api", "worker"):
         pids = stack.api_processes() if fault == "api" else stack.worker_processes()
         victim = pids[0]
         os.kill(victim, signal.SIGKILL)
         while not gone(victim):  # noqa: ASYNC110 (polls /proc)
             await asyncio.sleep(0.001)
-        return time.monotonic(), time.monotonic()
-    kill, start = (
-        (stack.kill_redis, stack.start_redis)
-        if fault == "redis"
-        else (stack.kill_postgres, stack.start_postgres)
-    )
+        return killed, time.monotonic(), time.monotonic()
+    if fault == "redis":
+        kill, start = stack.kill_redis, stack.start_redis
+    else:
+        kill, start = stack.kill_postgres, stack.start_postgres
     await asyncio.to_thread(kill)
     gone_at = time.monotonic()
     await asyncio.sleep(down)
     await asyncio.to_thread(start)
-    return gone_at, time.monotonic()
+    return killed, gone_at, time.monotonic()
 
 
 async def drive(
@@ -83,16 +84,18 @@ async def drive(
     stop = asyncio.Event()
     running = asyncio.create_task(traffic.run(stop))
     windows: dict[str, dict[str, float]] = {}
+    start = time.monotonic()  # the first fault's calls include the warm-up's
     try:
         await asyncio.sleep(phase)  # warm: connections, the embedder, the first users
         for fault in faults:
-            start = time.monotonic()
+            before = time.monotonic()
             await asyncio.sleep(phase)
-            gone_at, back = await _inject(stack, fault, down)
+            killed, gone_at, back = await _inject(stack, fault, down)
             during_end = max(back, gone_at + phase)
             await asyncio.sleep(during_end - time.monotonic() + phase)
-            windows[fault] = {"start": start, "gone": gone_at, "back": back, "during_end": during_end,
-                              "end": time.monotonic()}  # fmt: skip
+            windows[fault] = {"start": start, "before": before, "killed": killed, "gone": gone_at,
+                              "back": back, "during_end": during_end, "end": time.monotonic()}  # fmt: skip
+            start = windows[fault]["end"]
             print(
                 f"{fault}: gone after {gone_at - start:.1f} s, back {back - gone_at:.1f} s later", flush=True
             )
@@ -153,11 +156,16 @@ def report(
         mine = [c for c in calls if w["start"] <= c.started < w["end"]]
         answered = [c.marker for c in mine if c.failure is None]
         failed = [c for c in mine if c.failure is not None]
-        new_failed = [c for c in failed if c.started > w["gone"] + CLOSING]
+        # Only an API kill may fail calls: those it caught in flight (sent before the process was seen gone,
+        # and still unanswered when it was killed).
+        new_failed = [
+            c for c in failed
+            if not (fault == "api" and c.started <= w["gone"] + CLOSING and c.ended >= w["killed"])
+        ]  # fmt: skip
         per_llm = Counter(llm.get(m, 0) for m in answered)
         out[fault] = {
             "phases": {
-                "before": _phase(calls, w["start"], w["gone"]),
+                "before": _phase(calls, w["before"], w["gone"]),
                 "during": _phase(calls, w["gone"], w["during_end"]),
                 "after": _phase(calls, w["during_end"], w["end"]),
             },
@@ -178,7 +186,7 @@ def report(
             "llm_repeats_lost_answer": sum(r == (fault, True) for r in repeats),
             "llm_repeats_unexplained": sum(r == (fault, False) for r in repeats),
         }
-    return out
+    return {"faults": out, "llm_repeats_before_any_fault": sum(r == (None, False) for r in repeats)}
 
 
 def _repeat(windows: dict[str, dict[str, float]], previous: float, at: float) -> tuple[str | None, bool]:
@@ -198,8 +206,13 @@ def markdown(results: dict[str, Any]) -> list[str]:
         "# Fault suite",
         "",
         f"{results['machine']}; {results['lanes']} lanes of distinct chat calls, memory on; phases of "
-        f"{results['phase']} s, PostgreSQL and Redis down {results['down']} s. Drained in "
-        f"{results['drain_s']} s.",
+        f"{results['phase']} s, PostgreSQL and Redis down {results['down']} s. "
+        + (
+            f"Drained in {results['drain_s']} s."
+            if results["drained"]
+            else f"**Not drained** after {results['drain_s']} s: an exchange was lost or left pending."
+        )
+        + f" LLM calls repeated before any fault: {results['llm_repeats_before_any_fault']}.",
         "",
         "| fault | phase | calls | failed | p50 ms | p99 ms |",
         "|---|---|---|---|---|---|",
@@ -212,14 +225,16 @@ def markdown(results: dict[str, Any]) -> list[str]:
     lines += [
         "",
         "| fault | calls | failed (in flight / new) | answered | stored once | stored twice | lost | "
-        "LLM calls per exchange (calls: exchanges) | LLM calls repeated: answer lost in the fault / other |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "extracted | LLM calls per exchange (calls: exchanges) | "
+        "LLM calls repeated: answer lost in the fault / other |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for fault, r in results["faults"].items():
         llm = ", ".join(f"{k}: {v}" for k, v in r["llm_calls"].items())
         lines.append(
             f"| {fault} | {r['calls']} | {r['failed']} ({r['failed_in_flight']} / {r['failed_new']}) | "
-            f"{r['answered']} | {r['stored_once']} | {r['stored_twice']} | {r['lost']} | {llm} | "
+            f"{r['answered']} | {r['stored_once']} | {r['stored_twice']} | {r['lost']} | "
+            f"{r['extracted']} | {llm} | "
             f"{r['llm_repeats_lost_answer']} / {r['llm_repeats_unexplained']} |"
         )
     failures = {f: r["failures"] for f, r in results["faults"].items() if r["failures"]}
@@ -229,11 +244,17 @@ def markdown(results: dict[str, Any]) -> list[str]:
 
 
 def within(results: dict[str, Any]) -> bool:
-    """0 lost, 0 stored twice, no new call failed; an exchange goes to the LLM again only when the answer
-    to its call before was lost with the fault."""
-    return all(
-        (r["lost"], r["stored_twice"], r["failed_new"], r["llm_repeats_unexplained"]) == (0, 0, 0, 0)
-        for r in results["faults"].values()
+    """Every exchange stored once and extracted, no call failed but those an API kill caught in flight,
+    and an exchange sent to the LLM again only when the answer to its call before was lost with the
+    fault."""
+    return (
+        results["drained"]
+        and results["llm_repeats_before_any_fault"] == 0
+        and all(
+            (r["lost"], r["stored_twice"], r["failed_new"], r["llm_repeats_unexplained"]) == (0, 0, 0, 0)
+            and r["extracted"] == r["answered"]
+            for r in results["faults"].values()
+        )
     )
 
 
@@ -265,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
             "down": args.down,
             "server": str(args.server_path or "this checkout"),
             "drain_s": round(drained, 1),
-            "faults": report(run["windows"], calls, stored, stack.llm_calls()),
+            "drained": all(m in stored and "pending" not in stored[m] for m in answered),
+            **report(run["windows"], calls, stored, stack.llm_calls()),
         }
     finally:
         stack.close(keep=args.keep)

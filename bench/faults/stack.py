@@ -8,6 +8,7 @@ default) and the worker, as a user runs it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -92,7 +93,7 @@ class FaultStack:
         self._redis = subprocess.Popen(
             [binary, "--bind", "127.0.0.1", "--port", str(self.redis_port), "--dir", str(workdir),
              "--appendonly", "yes", "--save", ""],
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + START_TIMEOUT
         while not redis_answers(self.redis_url, timeout=0.2):
@@ -104,17 +105,12 @@ class FaultStack:
         self._redis.kill()
         self._redis.wait()
 
-    def postgres_pids(self) -> list[int]:
-        pgdata = str(self._pg.pgdata)
-        out = subprocess.run(["pgrep", "-f", pgdata], capture_output=True, text=True, check=False).stdout
-        postmaster = [int(p) for p in out.split()]
-        return postmaster + [child for pid in postmaster for child in children(pid)]
-
     def kill_postgres(self) -> None:
-        """SIGKILL the postmaster; its backends see it gone and exit."""
-        pids = self.postgres_pids()
-        for pid in pids[:1]:
-            os.kill(pid, signal.SIGKILL)
+        """SIGKILL the postmaster (its pid is the first line of ``postmaster.pid``); its backends see it
+        gone and exit."""
+        postmaster = int((Path(self._pg.pgdata) / "postmaster.pid").read_text().split()[0])
+        pids = [postmaster, *children(postmaster)]
+        os.kill(postmaster, signal.SIGKILL)
         deadline = time.monotonic() + START_TIMEOUT
         while not all(gone(pid) for pid in pids):
             assert time.monotonic() < deadline, "PostgreSQL's backends did not exit"
@@ -144,9 +140,11 @@ class FaultStack:
         return env
 
     def _spawn(self, name: str, argv: list[str], *, server: bool = True) -> subprocess.Popen[bytes]:
-        log = (self.tmp / f"{name}.log").open("ab")
+        """Start ``argv`` in a session of its own (so that it and its children are stopped together)."""
         cwd = self.server_path if server and self.server_path is not None else None
-        return subprocess.Popen(argv, env=self.memoire_env(), stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+        with (self.tmp / f"{name}.log").open("ab") as log:
+            return subprocess.Popen(argv, env=self.memoire_env(), stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=cwd, start_new_session=True)  # fmt: skip
 
     def _memoire(self, *args: str) -> str:
         cwd = self.server_path
@@ -196,6 +194,9 @@ class FaultStack:
             except subprocess.TimeoutExpired:
                 self.up.kill()
                 self.up.wait()
+        if self.up is not None:  # whatever of its processes outlived it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.up.pid, signal.SIGKILL)
         for proc in (self._provider, self._redis):
             if proc is not None and proc.poll() is None:
                 proc.kill()
