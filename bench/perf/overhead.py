@@ -85,10 +85,12 @@ async def interleaved(
     duration: float,
     seed: int = 1,
     settle: float = 0.0,
+    by_round: dict[str, dict[str, list[list[Sample]]]] | None = None,
 ) -> dict[str, dict[str, list[Sample]]]:
     """Samples per concurrency level and mode; every mode gets the same time (``rounds × duration``).
     ``settle`` seconds pass between two modes, so work a mode leaves behind (writes the proxy defers) is not
-    timed as the next one's."""
+    timed as the next one's. ``by_round`` is filled with each round's samples apart (per level, per mode,
+    a list a round), for comparisons made within a round."""
     rng = random.Random(seed)
     out: dict[str, dict[str, list[Sample]]] = {}
     for level in levels:
@@ -99,7 +101,10 @@ async def interleaved(
             order = list(modes)
             rng.shuffle(order)
             for name in order:
-                per_mode[name] += await closed_loop(modes[name], level, duration=duration)
+                samples = await closed_loop(modes[name], level, duration=duration)
+                per_mode[name] += samples
+                if by_round is not None:
+                    by_round.setdefault(str(level), {}).setdefault(name, []).append(samples)
                 if settle:
                     await asyncio.sleep(settle)
         out[str(level)] = per_mode
