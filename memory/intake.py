@@ -20,7 +20,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
 
 import asyncpg
 import msgspec
@@ -45,7 +44,7 @@ SWEEP_INTERVAL = 10.0
 #: memory only, as they did before there was one, and the failure is logged once.
 JOURNAL_PAUSE = 5.0
 
-Build = Callable[[], Exchange | None]
+Build = sweep.Build
 Revive = sweep.Revive
 
 

@@ -99,10 +99,8 @@ class Journal:
     def _segment(self) -> Segment:
         if self._current is None or self._current.size >= ROTATE_AT:
             segment = self._new_segment()
-            if self._current is not None:
+            if self._current is not None:  # past ROTATE_AT, so records are open (spooled() empties it)
                 self._retired.append(self._current)
-                if not self._current.ends:
-                    self._remove(self._current)
             self._current = segment
         return self._current
 

@@ -178,7 +178,7 @@ def keep(
         occurred_at=occurred_at,
         request_body=request_body,
         response_headers=outcome.headers,
-        chunks=outcome.chunks,
+        chunks=[b"".join(outcome.chunks)],  # joined once: the record and the build both read it whole
         dialect=dialect,
     )
     intake.submit(capture.build, capture.record())

@@ -43,6 +43,14 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def api_processes(up: int) -> list[int]:
+    """The processes that serve the API under ``memoire up`` (pid ``up``): uvicorn's workers under its
+    ``serve``, or the one ``serve``."""
+    serve = [pid for pid in children(up) if " serve" in cmdline(pid)]
+    workers = [pid for s in serve for pid in children(s) if "spawn_main" in cmdline(pid)]
+    return workers or serve
+
+
 def gone(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
@@ -167,18 +175,13 @@ class FaultStack:
             time.sleep(0.1)
         time.sleep(2.0)  # the API's other processes (``server.workers``) come up
 
-    def _children_of_up(self, word: str) -> list[int]:
-        assert self.up is not None
-        return [pid for pid in children(self.up.pid) if word in cmdline(pid)]
-
     def api_processes(self) -> list[int]:
-        """uvicorn's workers under ``memoire up``'s ``serve``, or the one ``serve``."""
-        serve = self._children_of_up(" serve")
-        workers = [pid for s in serve for pid in children(s) if "spawn_main" in cmdline(pid)]
-        return workers or serve
+        assert self.up is not None
+        return api_processes(self.up.pid)
 
     def worker_processes(self) -> list[int]:
-        return self._children_of_up(" worker")
+        assert self.up is not None
+        return [pid for pid in children(self.up.pid) if " worker" in cmdline(pid)]
 
     def llm_calls(self) -> dict[str, list[float]]:
         """When each exchange (by its marker) went to the extraction LLM."""

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.faults.stack import api_processes, gone
 from tests.conftest import MODEL_DIR, fetch_sync, wait_until
 from tests.support.services import free_port
 
@@ -29,32 +30,6 @@ BEFORE, AFTER = 2.0, 4.0
 #: Seconds after the killed process is gone during which a call may still fail: one sent on a kept-alive
 #: connection to it before the client's end has read the connection's close (the OpenAI SDK retries those).
 CLOSING = 0.05
-
-
-def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def api_processes(up: int) -> list[int]:
-    """The processes that serve the API under ``memoire up``: uvicorn's workers, or the one ``serve``."""
-    [serve] = [pid for pid in children(up) if " serve" in cmdline(pid)]
-    workers = [pid for pid in children(serve) if "spawn_main" in cmdline(pid)]
-    return workers or [serve]
-
-
-def gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
 
 
 @dataclass
