@@ -23,10 +23,11 @@ WORKDIR /src
 # packages. The export extra's exact pin then finds it already installed.
 COPY pyproject.toml README.md* ./
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
-    && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; open('/tmp/requirements.txt', 'w').write(chr(10).join(p['dependencies'] + p['optional-dependencies']['export']) + chr(10))" \
+    && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; open('/tmp/requirements.txt', 'w').write(chr(10).join(p['dependencies'] + p['optional-dependencies']['server'] + p['optional-dependencies']['export']) + chr(10))" \
     && pip install -r /tmp/requirements.txt
 
 COPY memoire ./memoire
+COPY stack ./stack
 COPY proxy ./proxy
 COPY memory ./memory
 COPY worker ./worker
@@ -45,14 +46,15 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /src
 
 # Dependencies first, read from pyproject.toml, so this layer is rebuilt only when pyproject.toml changes.
-# Runtime dependencies only: neither the test nor the export extras are installed.
+# The SDK's and the server extra's: neither the test nor the export extras are installed.
 COPY pyproject.toml README.md* ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write(chr(10).join(deps) + chr(10))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; deps = p['dependencies'] + p['optional-dependencies']['server']; open('/tmp/requirements.txt', 'w').write(chr(10).join(deps) + chr(10))" \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 # Then the project itself: setuptools needs every package directory present to build it.
 COPY memoire ./memoire
+COPY stack ./stack
 COPY proxy ./proxy
 COPY memory ./memory
 COPY worker ./worker

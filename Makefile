@@ -12,11 +12,11 @@ $(BIN)/python:
 
 # Stamp files: reinstall only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[export]'
+	$(BIN)/pip install -q -e '.[server,export]'
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,export]'
+	$(BIN)/pip install -q -e '.[server,test,export]'
 	@touch $@ $(VENV)/.installed
 
 ## up: build .venv and run PostgreSQL, Redis, migrations, the API and the worker (ARGS="--port 8080 ...").
@@ -32,12 +32,12 @@ bench: $(VENV)/.installed-bench redis
 	$(BIN)/python -m bench.perf $(ARGS)
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,export,bench]'
+	$(BIN)/pip install -q -e '.[server,test,export,bench]'
 	@touch $@ $(VENV)/.installed $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check proxy memory worker memoire migrations tests bench
-	$(BIN)/ruff format --check proxy memory worker memoire migrations tests bench
+	$(BIN)/ruff check proxy memory worker memoire stack migrations tests bench
+	$(BIN)/ruff format --check proxy memory worker memoire stack migrations tests bench
 	$(BIN)/mypy
 
 ## redis: make sure a redis-server answers on 127.0.0.1:6379 (the tests use its database 15).

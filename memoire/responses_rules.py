@@ -14,29 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-#: Characters of a user message that recall reads, its last ones (as the proxy reads them).
-MAX_QUERY_CHARS = 2000
-#: Earlier user messages sent with the query, for a message that refers back to them.
-CONTEXT_TURNS = 2
-#: Item types the model produced.
-_PRODUCED = frozenset(
-    {
-        "function_call",
-        "reasoning",
-        "web_search_call",
-        "file_search_call",
-        "computer_call",
-        "code_interpreter_call",
-        "image_generation_call",
-        "local_shell_call",
-        "shell_call",
-        "mcp_call",
-        "mcp_list_tools",
-        "mcp_approval_request",
-        "custom_tool_call",
-        "item_reference",
-    }
-)
+from memoire.rules import CONTEXT_TURNS, MAX_QUERY_CHARS, RESPONSE_OUTPUT_TYPES
 
 
 def _text(content: Any) -> str:
@@ -114,7 +92,7 @@ def _produced(item: Any) -> bool:
     def field(name: str) -> Any:
         return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
 
-    return field("type") in _PRODUCED or field("role") == "assistant"
+    return field("type") in RESPONSE_OUTPUT_TYPES or field("role") == "assistant"
 
 
 def delta(event: Any) -> str | None:

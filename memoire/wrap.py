@@ -32,22 +32,21 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from memoire import responses_rules
+from memoire.rules import (
+    CONTEXT_TURNS,
+    DEFAULT_USER,
+    MAX_CONTENT_CHARS,
+    MAX_QUERY_CHARS,
+    add_to_messages,
+    storable,
+)
 from memoire.streams import AsyncStream, Delegate, Stream
-from memory.users import storable
-from proxy.memory_block import add_to_messages
 
 if TYPE_CHECKING:
     from memoire.sdk import Memoire
 
-DEFAULT_USER = "default"
 #: Seconds an abandoned context request may go on in the background before it is dropped.
 CONTEXT_TIMEOUT = 2.0
-#: The server searches the first characters of the message only; sending more is waste.
-MAX_QUERY_CHARS = 2000
-#: Earlier user messages sent with the query, for a message that refers back to them.
-CONTEXT_TURNS = 2
-#: Longest message text /v1/ingest takes; longer text is cut.
-MAX_CONTENT_CHARS = 200_000
 #: Sync recalls that may wait for an answer at once; past it, calls go on without memory at once.
 MAX_WAITING = 8
 _executor = concurrent.futures.ThreadPoolExecutor(

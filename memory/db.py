@@ -19,8 +19,8 @@ import msgspec
 from asyncpg.pool import PoolConnectionProxy
 from pgvector.asyncpg import register_vector
 
-from memoire.config import DatabaseConfig
-from memoire.errors import StorageUnavailable
+from memory.config import DatabaseConfig
+from memory.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from memoire.errors import InvalidField
 from memory import users
 from memory.db import Connection
 from memory.embeddings import Vector
+from memory.errors import InvalidField
 from memory.facts import (
     COLUMNS,
     NO_NUL,

@@ -25,8 +25,8 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from memoire.config import Config
-from memoire.errors import EmbedderUnavailable
+from memory.config import Config
+from memory.errors import EmbedderUnavailable
 
 Vector = npt.NDArray[np.float32]
 

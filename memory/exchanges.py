@@ -12,13 +12,11 @@ from typing import Any, Literal
 
 import msgspec
 
-from memory import users
+from memoire import rules
 from memory.db import Connection, json_text
 
 #: Until API keys exist, everything runs under this tenant (inserted by the first migration).
 DEFAULT_TENANT_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
-#: The end user an exchange belongs to when the caller names none.
-DEFAULT_USER = "default"
 
 Source = Literal["proxy", "api", "sdk"]
 
@@ -92,9 +90,9 @@ def _json(value: Any) -> str | None:
 
 
 def _storable_names(exchange: Exchange) -> Exchange:
-    """The exchange with its user and session names as the store keeps them (see users.storable)."""
-    user = users.storable(exchange.user)
-    session = users.storable(exchange.session) if exchange.session else None
+    """The exchange with its user and session names as the store keeps them (see memoire.rules.storable)."""
+    user = rules.storable(exchange.user)
+    session = rules.storable(exchange.session) if exchange.session else None
     if user == exchange.user and session == exchange.session:
         return exchange
     return msgspec.structs.replace(exchange, user=user, session=session)

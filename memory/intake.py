@@ -26,9 +26,10 @@ import msgspec
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from memoire.config import SpoolConfig
-from memoire.errors import StorageUnavailable
+from memoire import rules
 from memory import db, exchanges, sweep, users
+from memory.config import SpoolConfig
+from memory.errors import StorageUnavailable
 from memory.exchanges import Exchange
 from memory.health import Health
 from memory.journal import Journal, Written
@@ -311,7 +312,7 @@ class Intake:
             async with db.transaction(self._pool) as conn:
                 # Under the users' locks, only what is still spooled: a user forgotten since this batch was
                 # read (by this process or another) has had their entries taken out.
-                await users.lock_names(conn, ((ex.tenant_id, users.storable(ex.user)) for _, ex in batch))
+                await users.lock_names(conn, ((ex.tenant_id, rules.storable(ex.user)) for _, ex in batch))
                 present = await self._spool.present(entry.id for entry, _ in batch)
                 await exchanges.record(conn, [ex for entry, ex in batch if entry.id in present])
         except StorageUnavailable as exc:

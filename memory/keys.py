@@ -14,8 +14,9 @@ from datetime import datetime
 
 import msgspec
 
+from memoire.rules import DEFAULT_USER
 from memory.db import Connection
-from memory.exchanges import DEFAULT_TENANT_ID, DEFAULT_USER
+from memory.exchanges import DEFAULT_TENANT_ID
 
 PREFIX = "mk_"
 #: Characters of the key kept in clear, to tell keys apart in listings (``mk_`` and 6 of the 43).

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memoire.errors import EmbedderUnavailable
+from memory.errors import EmbedderUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import asyncpg
 
-from memoire.config import Config
-from memoire.errors import EmbedderUnavailable, MemoireError
 from memory import browse, db, query_plan, recall, slots, users, writer
+from memory.config import Config
 from memory.embeddings import Embedder, Vector
+from memory.errors import EmbedderUnavailable, MemoireError
 from memory.facts import Fact, NewFact
 from memory.recall import Query
 from memory.recall_stats import RecallStats

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterable
 
+from memoire.rules import storable
 from memory.db import Connection
-
-#: Longest user or session name stored as it came (the REST API refuses longer ones).
-MAX_NAME = 256
-
-
-def storable(name: str) -> str:
-    """The form a user or session name is stored and looked up in. PostgreSQL text cannot hold NUL, so it
-    becomes U+FFFD; a name longer than MAX_NAME is cut and suffixed with a hash of the whole, so that two
-    long names stay two users."""
-    name = name.replace("\x00", "\ufffd")
-    if len(name) <= MAX_NAME:
-        return name
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{name[: MAX_NAME - 17]}~{digest}"
 
 
 async def lock(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:

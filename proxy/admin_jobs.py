@@ -13,8 +13,8 @@ from litestar import get, post
 from litestar.params import FromPath
 from redis.exceptions import RedisError
 
-from memoire.errors import NotFound, StorageUnavailable
 from memory import db
+from memory.errors import NotFound, StorageUnavailable
 from memory.facts import NO_NUL
 from memory.routes.context import AnyRequest, json_body
 from proxy import services as services_

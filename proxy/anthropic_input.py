@@ -26,9 +26,8 @@ from typing import Any
 
 import msgspec
 
+from memoire.rules import CONTEXT_TURNS, Placement, clip
 from memory.extraction.prompt import message_text
-from proxy.memory_block import Placement
-from proxy.remember import CONTEXT_TURNS, clip
 
 _NULL = msgspec.Raw(b"null")
 

@@ -20,7 +20,7 @@ from typing import cast
 from litestar import asgi
 from litestar.types import HTTPScope, Receive, Scope, Send
 
-from memoire.errors import MemoireError, decode
+from memory.errors import MemoireError, decode
 from memory.exchanges import now
 from proxy import anthropic_input, anthropic_reply
 from proxy import services as services_

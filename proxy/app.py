@@ -13,9 +13,9 @@ from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
 from redis.exceptions import RedisError
 
-from memoire.config import Config
-from memoire.errors import InvalidField, MemoireError, RequestError, render
 from memory import db, embeddings
+from memory.config import Config
+from memory.errors import InvalidField, MemoireError, RequestError, render
 from memory.health import Health
 from memory.intake import Intake
 from memory.journal import Journal
@@ -230,7 +230,7 @@ def app_from_env() -> Litestar:
     """Factory for multi-worker ``uvicorn``: each worker process loads the config itself."""
     import os
 
-    from memoire.config import load
+    from memory.config import load
 
     config, _ = load(os.environ)
     if not config.database.url:

@@ -25,15 +25,15 @@ import asyncpg
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from memoire.config import AuthConfig
-from memoire.errors import (
+from memory import db, keys
+from memory.config import AuthConfig
+from memory.errors import (
     AuthenticationError,
     MemoireError,
     PermissionDenied,
     RateLimited,
     StorageUnavailable,
 )
-from memory import db, keys
 from memory.keys import ANONYMOUS, Principal
 from memory.routes.context import PRINCIPAL
 from proxy import services as services_

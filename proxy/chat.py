@@ -13,7 +13,8 @@ import msgspec
 from litestar import asgi
 from litestar.types import HTTPScope, Receive, Scope, Send
 
-from memoire.errors import MemoireError, decode
+from memoire.rules import CONTEXT_TURNS, clip
+from memory.errors import MemoireError, decode
 from memory.exchanges import now
 from memory.extraction.prompt import message_text
 from proxy import services as services_
@@ -21,7 +22,7 @@ from proxy.auth import principal_of
 from proxy.memory_block import inject
 from proxy.passthrough import forward
 from proxy.relay import ClientGone, Outcome, read_body, relay, send_error
-from proxy.remember import CONTEXT_TURNS, clip, degraded_headers, identity_of, remember
+from proxy.remember import degraded_headers, identity_of, remember
 from proxy.tee import CHAT, keep
 from proxy.upstream import Headers
 

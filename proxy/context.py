@@ -1,7 +1,7 @@
 """``POST /v1/context``: the memory block for a query, built exactly as the proxy builds it.
 
 For clients that call their provider directly (the Python SDK's ``wrap``): they ask for the block, add it to
-their own prompt with the same rules (:func:`proxy.memory_block.add_to_messages`), and ingest the exchange
+their own prompt with the same rules (:func:`memoire.rules.add_to_messages`), and ingest the exchange
 afterwards through ``/v1/ingest``.
 """
 
@@ -12,12 +12,14 @@ from typing import Annotated
 import msgspec
 from litestar import Response, post
 
-from memory import recall, users
+from memoire import rules
+from memoire.rules import CONTEXT_TURNS, clip
+from memory import recall
 from memory.facts import NO_NUL
 from memory.routes.context import AnyRequest, json_body, status_headers, tenant
 from memory.routes.facts import UserId
 from proxy import services as services_
-from proxy.remember import CONTEXT_TURNS, MAX_QUERY_CHARS, RECALL_TEMPORAL
+from proxy.remember import RECALL_TEMPORAL
 
 
 class ContextRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -46,8 +48,8 @@ async def memory_context(request: AnyRequest) -> Response[ContextResponse]:
     """The memory block the proxy would add for this user and message."""
     body = await json_body(request, _decoder)
     services = services_.from_scope(request.scope)
-    text = body.query.replace("\x00", "")[-MAX_QUERY_CHARS:]
-    earlier = tuple(turn.replace("\x00", "")[-MAX_QUERY_CHARS:] for turn in body.context[-CONTEXT_TURNS:])
+    text = clip(body.query)
+    earlier = tuple(clip(turn) for turn in body.context[-CONTEXT_TURNS:])
     block: str | None = None
     count = 0
     degraded: list[str] = []
@@ -55,7 +57,7 @@ async def memory_context(request: AnyRequest) -> Response[ContextResponse]:
         query = recall.Query(
             text=text, limit=services.config.memory.recall_limit, temporal=RECALL_TEMPORAL, context=earlier
         )
-        found = await services.memory.recall_for_call(tenant(request), users.storable(body.user_id), query)
+        found = await services.memory.recall_for_call(tenant(request), rules.storable(body.user_id), query)
         degraded = found.degraded
         if found.facts or found.profile:
             block, count = services.block.build(found.facts or [], found.profile)

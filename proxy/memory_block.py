@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import tiktoken
 
+from memoire.rules import Placement
 from memory.facts import Fact
 
 OPEN = "<memoire_memory>"
@@ -127,34 +128,6 @@ class BlockBuilder:
                 parts.extend(chosen[status])
         parts.append(CLOSE)
         return "\n".join(parts), count
-
-
-Placement = Literal["latest_turn", "system"]
-
-
-def _latest_user(roles: Sequence[object]) -> int | None:
-    return next((i for i in range(len(roles) - 1, -1, -1) if roles[i] == "user"), None)
-
-
-def add_to_messages(messages: Sequence[Any], block: str, placement: Placement = "latest_turn") -> list[Any]:
-    """A copy of ``messages`` with ``block`` added by the same rule as :func:`inject` (for clients that hold
-    their messages as objects: the SDK)."""
-    out = list(messages)
-    if placement == "latest_turn":
-        at = _latest_user([m.get("role") if isinstance(m, dict) else None for m in out])
-        if at is not None:
-            out.insert(at, {"role": "system", "content": block})
-            return out
-    first = out[0] if out else None
-    if isinstance(first, dict) and first.get("role") in ("system", "developer"):
-        content = first.get("content")
-        if isinstance(content, list):
-            out[0] = {**first, "content": [*content, {"type": "text", "text": block}]}
-            return out
-        if isinstance(content, str | None):
-            out[0] = {**first, "content": f"{content}\n\n{block}" if content else block}
-            return out
-    return [{"role": "system", "content": block}, *out]
 
 
 class _Role(msgspec.Struct):

@@ -1,7 +1,7 @@
 """The served OpenAPI schema: ``GET /schema/openapi.json``.
 
 Litestar describes paths, parameters and responses from the handlers. Request bodies are decoded by our own
-strict msgspec decoders (so errors name the field, see :func:`memoire.errors.decode`), which Litestar cannot
+strict msgspec decoders (so errors name the field, see :func:`memory.errors.decode`), which Litestar cannot
 see; each such handler names its body type in ``opt={"body": Type}`` and the renderer adds it, with
 msgspec's own JSON schema of that type, so the document matches exactly what the decoder accepts.
 """

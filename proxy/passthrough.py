@@ -17,8 +17,8 @@ from urllib.parse import unquote
 from litestar import asgi
 from litestar.types import HTTPScope, Receive, Scope, Send
 
-from memoire import json_limits
-from memoire.errors import InvalidField, MemoireError, NotFound, PermissionDenied, limit_error
+from memory import json_limits
+from memory.errors import InvalidField, MemoireError, NotFound, PermissionDenied, limit_error
 from proxy import services as services_
 from proxy.auth import ANTHROPIC, principal_of
 from proxy.relay import ClientGone, ErrorShape, read_body, relay, send_error

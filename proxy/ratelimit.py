@@ -19,8 +19,8 @@ import uuid
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from memoire.config import AuthConfig
-from memoire.errors import RateLimited
+from memory.config import AuthConfig
+from memory.errors import RateLimited
 from memory.health import Health
 
 log = logging.getLogger(__name__)

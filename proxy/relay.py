@@ -20,7 +20,7 @@ from typing import Literal, Protocol, cast
 
 from litestar.types import Receive, Send
 
-from memoire.errors import MemoireError, PayloadTooLarge, render, render_anthropic
+from memory.errors import MemoireError, PayloadTooLarge, render, render_anthropic
 from proxy.metrics import UPSTREAM
 from proxy.upstream import Headers, Upstream, UpstreamBroken, UpstreamResponse
 

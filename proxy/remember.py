@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from memoire.errors import StorageUnavailable
-from memory import recall, users
+from memoire import rules
+from memory import recall
+from memory.errors import StorageUnavailable
 from memory.facts import TemporalStatus
 from memory.keys import Principal
 from memory.service import Recalled, discard_outcome
@@ -26,10 +27,6 @@ from proxy.upstream import Headers
 
 log = logging.getLogger(__name__)
 
-#: Earlier user turns that recall may search with (for a message that refers back to them).
-CONTEXT_TURNS = 2
-#: Characters of a user message that recall reads, its last ones (it searches the last sentences anyway).
-MAX_QUERY_CHARS = 2000
 #: What the proxy recalls: every temporal status; the block sets past facts apart.
 RECALL_TEMPORAL: tuple[TemporalStatus, ...] = ("current", "recurring", "future", "past")
 
@@ -64,16 +61,11 @@ def identity_of(headers: Headers, named: Sequence[str | None], default_user: str
             ingest = value.strip().lower() != b"off"
     chosen = user or next((n for n in named if n), None) or default_user
     return Identity(
-        user=users.storable(chosen),
-        session=users.storable(session) if session else None,
+        user=rules.storable(chosen),
+        session=rules.storable(session) if session else None,
         recall=recall_on,
         ingest=ingest,
     )
-
-
-def clip(text: str) -> str:
-    """A user turn as recall reads it: NULs dropped, its last :data:`MAX_QUERY_CHARS` characters."""
-    return text.replace("\x00", "")[-MAX_QUERY_CHARS:]
 
 
 def degraded_headers(value: bytes) -> Headers:

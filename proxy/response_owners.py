@@ -26,8 +26,8 @@ from collections import OrderedDict
 
 import asyncpg
 
-from memoire.errors import NotFound, StorageUnavailable
 from memory import db, response_links
+from memory.errors import NotFound, StorageUnavailable
 from memory.health import Health
 from memory.response_links import Link
 

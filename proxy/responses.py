@@ -26,8 +26,8 @@ from typing import cast
 from litestar import asgi
 from litestar.types import HTTPScope, Receive, Scope, Send
 
-from memoire.errors import MemoireError, PermissionDenied, StorageUnavailable, decode
-from memory import users
+from memoire import rules
+from memory.errors import MemoireError, PermissionDenied, StorageUnavailable, decode
 from memory.exchanges import now
 from memory.response_links import Link
 from proxy import responses_input, responses_reply
@@ -106,7 +106,7 @@ async def create_response(scope: Scope, receive: Receive, send: Send) -> None:
     identity = identity_of(
         headers, (view.user, view.safety_identifier, link.user if link else None), principal.default_user
     )
-    conversation = users.storable(view.conversation_id) if view.conversation_id else None
+    conversation = rules.storable(view.conversation_id) if view.conversation_id else None
     session = identity.session or (link.session if link else None) or conversation
     occurred_at = now()
     placement, stateful = services.config.memory.placement, view.stateful

@@ -22,9 +22,9 @@ from typing import Any
 
 import msgspec
 
+from memoire.rules import CONTEXT_TURNS, Placement, clip
+from memoire.rules import RESPONSE_OUTPUT_TYPES as OUTPUT_TYPES
 from memory.extraction.prompt import message_text
-from proxy.memory_block import Placement
-from proxy.remember import CONTEXT_TURNS, clip
 
 _NULL = msgspec.Raw(b"null")
 
@@ -113,7 +113,7 @@ def carries_history(view: ResponsesView) -> bool:
         return False
     for raw in items:
         head = _head.decode(raw)
-        if head.type in _OUTPUT_TYPES or (head.type in (None, "message") and head.role == "assistant"):
+        if head.type in OUTPUT_TYPES or (head.type in (None, "message") and head.role == "assistant"):
             return True
     return False
 
@@ -148,26 +148,6 @@ def _before_latest_user(raw: msgspec.Raw, block: str) -> msgspec.Raw | None:
     return None
 
 
-#: Item types the model produced: a stateless client sends them back with the conversation, and what
-#: precedes the last of them was recorded with an earlier exchange.
-_OUTPUT_TYPES = frozenset(
-    {
-        "function_call",
-        "reasoning",
-        "web_search_call",
-        "file_search_call",
-        "computer_call",
-        "code_interpreter_call",
-        "image_generation_call",
-        "local_shell_call",
-        "shell_call",
-        "mcp_call",
-        "mcp_list_tools",
-        "mcp_approval_request",
-        "custom_tool_call",
-        "item_reference",
-    }
-)
 _SKIPPED_ROLES = frozenset({"system", "developer"})
 
 
@@ -203,7 +183,7 @@ def new_messages(request_body: bytes) -> list[dict[str, Any]]:
 
 
 def _produced(item: dict[str, Any]) -> bool:
-    return item.get("type") in _OUTPUT_TYPES or (_is_message(item) and item.get("role") == "assistant")
+    return item.get("type") in OUTPUT_TYPES or (_is_message(item) and item.get("role") == "assistant")
 
 
 def _chat_content(content: Any) -> Any:

@@ -10,7 +10,7 @@ from arq.connections import ArqRedis
 from litestar import Litestar
 from litestar.types import Scope
 
-from memoire.config import Config
+from memory.config import Config
 from memory.health import Health
 from memory.intake import Intake
 from memory.service import Memory

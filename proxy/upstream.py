@@ -24,8 +24,8 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from memoire.config import UpstreamConfig
-from memoire.errors import InvalidField, UpstreamTimeout, UpstreamUnreachable
+from memory.config import UpstreamConfig
+from memory.errors import InvalidField, UpstreamTimeout, UpstreamUnreachable
 
 Headers = list[tuple[bytes, bytes]]
 

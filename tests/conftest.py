@@ -18,13 +18,13 @@ import msgspec
 import pytest
 import redis as redis_sync
 
-from memoire.config import Config
-from memoire.stack import _pg
 from memory import embeddings
+from memory.config import Config
 from memory.db import _init_connection
 from memory.embeddings import Embedder, LocalEmbedder
 from memory.migrations import migrate
 from proxy.app import create_app
+from stack.local import _pg
 from tests.support.llm import FakeLLM
 from tests.support.servers import ServerThread
 from tests.support.upstream import FakeUpstream

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from memoire.cli import _parser
-from memoire.config import ENV_ALIASES, Config, env_name, load, sections
+from memory.config import ENV_ALIASES, Config, env_name, load, sections
+from stack.cli import _parser
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -319,7 +319,7 @@ def test_image_is_python_311_slim() -> None:
 def test_entrypoint_is_the_memoire_script() -> None:
     assert _exec_form("ENTRYPOINT") == ["memoire"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
-    assert scripts["memoire"] == "memoire.cli:main"
+    assert scripts["memoire"] == "stack.cli:main"
     command = _exec_form("CMD")
     assert command == ["serve"]
     assert _parser().parse_args(command).command == "serve"
@@ -329,7 +329,12 @@ def test_image_installs_the_runtime_dependencies_only() -> None:
     runs = " ".join(a for k, a in _final_stage() if k == "RUN")
     assert "pip install" in runs
     assert "[test" not in runs
-    assert "optional-dependencies" not in runs
+    # The SDK's dependencies and the server extra's; no other extra (test, export, bench).
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    assert "['optional-dependencies']['server']" in runs
+    assert not [e for e in extras if e != "server" and f"['{e}']" in runs]
     assert "torch" not in runs.lower()  # only the export stage has it
 
 

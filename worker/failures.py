@@ -21,9 +21,9 @@ import msgspec
 from arq import Retry
 from arq.connections import ArqRedis
 
-from memoire.errors import StorageUnavailable
 from memory import db
 from memory.db import Connection
+from memory.errors import StorageUnavailable
 from worker.queue import INGEST_EXCHANGE, count_failure, ingest_job_id
 
 log = logging.getLogger(__name__)

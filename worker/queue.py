@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
-from memoire.config import RedisConfig
+from memory.config import RedisConfig
 
 #: The job that extracts an exchange's facts (queued for every recorded exchange).
 INGEST_EXCHANGE = "extract_facts_task"

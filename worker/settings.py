@@ -11,8 +11,8 @@ from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import func
 
-from memoire.config import Config
 from memory import db, embeddings
+from memory.config import Config
 from memory.extraction import llm
 from memory.service import EmbedderFactory, Memory
 from worker import runner, sweeps, tasks

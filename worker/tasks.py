@@ -11,9 +11,9 @@ from typing import Any
 from arq import Retry
 from arq.jobs import Job, JobStatus
 
-from memoire.errors import DependencyError, StorageUnavailable
 from memory import db, response_links
 from memory.care import dedup, supersession
+from memory.errors import DependencyError, StorageUnavailable
 from memory.extraction import job
 from worker import sweeps
 from worker.failures import guarded

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from bench.perf.stack import MODEL_DIR, free_port, wait_http
-from memoire.stack import _pg, redis_answers
+from stack.local import _pg, redis_answers
 
 #: Seconds a service may take to come back.
 START_TIMEOUT = 60.0
@@ -156,7 +156,7 @@ class FaultStack:
 
     def _memoire(self, *args: str) -> str:
         cwd = self.server_path
-        done = subprocess.run([sys.executable, "-m", "memoire", *args], env=self.memoire_env(), cwd=cwd,
+        done = subprocess.run([sys.executable, "-m", "stack", *args], env=self.memoire_env(), cwd=cwd,
                               capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
         return done.stdout
 
@@ -165,7 +165,7 @@ class FaultStack:
         self._memoire("models", "prepare")
         self.key = self._memoire("keys", "create", "--name", "faults", "--rate-limit", "1000000").split()[-1]
         port = free_port()
-        self.up = self._spawn("up", [sys.executable, "-m", "memoire", "up", "--port", str(port),
+        self.up = self._spawn("up", [sys.executable, "-m", "stack", "up", "--port", str(port),
                                      "--data-dir", str(self.tmp / "data")])  # fmt: skip
         self.url = f"http://127.0.0.1:{port}"
         wait_http(f"{self.url}/healthz", START_TIMEOUT, self.up)

@@ -20,10 +20,10 @@ import msgspec
 import redis as redis_sync
 from redis.exceptions import RedisError
 
-from memoire.config import Config
-from memoire.stack import _pg
+from memory.config import Config
 from memory.migrations import migrate
 from proxy.app import create_app
+from stack.local import _pg
 from tests.support.servers import ServerThread
 
 ROOT = Path(__file__).resolve().parents[2]

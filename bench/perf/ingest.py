@@ -80,7 +80,7 @@ async def worker_throughput(stack: PerfStack, seconds: float) -> dict[str, Any]:
     }
     pending = "SELECT count(*) FROM chat_logs WHERE status = 'pending'"
     facts_sql = "SELECT count(*) FROM memory_facts"
-    worker = stack.spawn("worker", [sys.executable, "-m", "memoire", "worker"], env)
+    worker = stack.spawn("worker", [sys.executable, "-m", "stack", "worker"], env)
     try:
         # The clock starts once the worker has stored its first exchange (the embedder has loaded).
         first = await _count(stack.dsn, pending)

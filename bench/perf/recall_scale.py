@@ -24,8 +24,8 @@ from pgvector.asyncpg import register_vector
 
 from bench.perf import corpus
 from bench.perf.stats import summary
-from memoire.config import Config, EmbeddingsConfig
 from memory import embeddings
+from memory.config import Config, EmbeddingsConfig
 
 USERS = 1000
 #: Distinct sentences embedded; each fact takes one at random (people share habits and cities).

@@ -26,7 +26,7 @@ import asyncpg
 import httpx
 
 from bench.locomo.stack import _migrate, ensure_redis, release_redis
-from memoire.stack import EmbeddedPostgres
+from stack.local import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / ".cache" / "models"
@@ -195,11 +195,11 @@ class PerfStack:
     def _start_memoire(self) -> None:
         env = self.memoire_env()
         subprocess.run(
-            [sys.executable, "-m", "memoire", "models", "prepare"], env={**os.environ, **env}, check=True,
+            [sys.executable, "-m", "stack", "models", "prepare"], env={**os.environ, **env}, check=True,
             capture_output=True,
         )  # fmt: skip
         created = subprocess.run(
-            [sys.executable, "-m", "memoire", "keys", "create", "--name", "bench",
+            [sys.executable, "-m", "stack", "keys", "create", "--name", "bench",
              "--rate-limit", "1000000000"],
             env={**os.environ, **env}, capture_output=True, text=True, check=True,
         )  # fmt: skip

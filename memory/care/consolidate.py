@@ -23,9 +23,9 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from memoire.errors import LLMUnavailable, MemoireError
 from memory import db
 from memory.care.dedup import deduplicate_user
+from memory.errors import LLMUnavailable, MemoireError
 from memory.extraction.llm import LLM, Rejected
 from memory.facts import EFFECTIVE_TEMPORAL
 

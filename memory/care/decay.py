@@ -20,9 +20,9 @@ from datetime import datetime
 
 import asyncpg
 
-from memoire.config import CareConfig
 from memory import db
 from memory.care.pages import UserKey, sweep
+from memory.config import CareConfig
 
 _DECAY = """
 WITH changed AS (

@@ -21,9 +21,9 @@ from datetime import datetime
 
 import asyncpg
 
-from memoire.config import CareConfig
 from memory import db, slots
 from memory.care.pages import UserKey, sweep
+from memory.config import CareConfig
 from memory.facts import EFFECTIVE_TEMPORAL
 
 _SINGLE = [name for name in slots.SLOTS if slots.is_single(name)]

@@ -21,8 +21,8 @@ from typing import Literal
 
 from asyncpg import Record
 
-from memoire.errors import DependencyError, StorageUnavailable
 from memory import db
+from memory.errors import DependencyError, StorageUnavailable
 from memory.extraction.extractor import Extracted, ExtractionFailed, Usage, extract, reread
 from memory.extraction.llm import LLM
 from memory.extraction.prompt import conversation

@@ -18,8 +18,8 @@ import anthropic
 import msgspec
 import openai
 
-from memoire.config import LLMConfig
-from memoire.errors import LLMUnavailable
+from memory.config import LLMConfig
+from memory.errors import LLMUnavailable
 
 #: Each provider's public endpoint and a small current model, used when the config names none.
 DEFAULTS: dict[str, tuple[str | None, str]] = {

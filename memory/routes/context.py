@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request
 
-from memoire.errors import decode
+from memory.errors import decode
 from memory.keys import Principal
 from memory.service import Memory
 

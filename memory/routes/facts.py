@@ -11,12 +11,13 @@ import msgspec
 from litestar import Response, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from memoire.errors import InvalidField, NotFound
+from memoire import rules
 from memory import browse, db, edits, users
+from memory.errors import InvalidField, NotFound
 from memory.facts import NO_NUL, Fact, FactStatus, NewFact, Outcome, TemporalStatus
 from memory.routes.context import AnyRequest, json_body, memory, status_headers, tenant
 
-UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=users.MAX_NAME, pattern=NO_NUL)]
+UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=rules.MAX_NAME, pattern=NO_NUL)]
 #: Most facts one ``POST /v1/facts`` takes.
 MAX_FACTS = 1000
 

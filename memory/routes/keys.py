@@ -9,9 +9,9 @@ import msgspec
 from litestar import delete, get, post
 from litestar.params import FromPath, FromQuery
 
-from memoire.errors import Conflict, NotFound
-from memory import db, keys, users
-from memory.exchanges import DEFAULT_USER
+from memoire import rules
+from memory import db, keys
+from memory.errors import Conflict, NotFound
 from memory.facts import NO_NUL
 from memory.routes.context import AnyRequest, json_body, memory
 
@@ -22,8 +22,8 @@ class CreateKey(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name
     tenant: Name | None = None
     """The tenant to add the key to, made if new. Default: a new tenant named like the key."""
-    default_user: Annotated[str, msgspec.Meta(min_length=1, max_length=users.MAX_NAME, pattern=NO_NUL)] = (
-        DEFAULT_USER
+    default_user: Annotated[str, msgspec.Meta(min_length=1, max_length=rules.MAX_NAME, pattern=NO_NUL)] = (
+        rules.DEFAULT_USER
     )
     rate_limit: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] | None = None
 

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 import msgspec
 from litestar import Response, post
 
-from memoire.errors import NotFound
 from memory import recall
+from memory.errors import NotFound
 from memory.facts import TEMPORAL_STATUSES, Category, Fact, TemporalStatus
 from memory.routes.context import AnyRequest, json_body, memory, status_headers, tenant
 from memory.routes.facts import UserId

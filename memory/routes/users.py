@@ -6,8 +6,9 @@ import msgspec
 from litestar import delete, get
 from litestar.params import FromPath, FromQuery
 
-from memoire.errors import Conflict, NotFound
+from memoire import rules
 from memory import browse, db, purge, users
+from memory.errors import Conflict, NotFound
 from memory.intake import Intake
 from memory.routes.context import AnyRequest, memory, tenant
 
@@ -32,7 +33,7 @@ async def user_profile(request: AnyRequest, user_id: FromPath[str]) -> browse.Pr
 
 async def _forget(request: AnyRequest, user_id: str) -> Forgotten:
     tenant_id = tenant(request)
-    name = users.storable(user_id)
+    name = rules.storable(user_id)
     intake: Intake = request.app.state.intake
     pool = memory(request).pool
 

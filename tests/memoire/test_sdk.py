@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import subprocess
+import sys
 import time
+import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -15,8 +19,7 @@ import httpx
 import openai
 import pytest
 
-from memoire import Memoire, MemoireAPIError
-from memory import users
+from memoire import Memoire, MemoireAPIError, rules
 from proxy.memory_block import OPEN
 from tests.conftest import ProxyFactory, fetch_sync
 from tests.proxy.test_auth import ADMIN, new_key
@@ -215,14 +218,6 @@ def test_wrapped_responses_history_sent_back_as_output_objects_is_not_recorded_a
     assert memoire.backlog.flush(10)
     stored = _wait_for_logs(pg_dsn, 2)
     assert [m["content"] for m in stored[1]["messages"] if m["role"] == "user"] == ["Where do I live?"]
-
-
-def test_the_sdk_and_the_proxy_agree_on_what_the_model_produced() -> None:
-    # Two copies until the SDK and the server share a rules module (the SDK may not import the server).
-    from memoire import responses_rules
-    from proxy import responses_input
-
-    assert responses_rules._PRODUCED == responses_input._OUTPUT_TYPES
 
 
 async def test_wrapped_async_openai_responses(
@@ -464,7 +459,7 @@ def test_a_user_id_too_long_to_store_is_named_as_the_proxy_names_it(
     assert memoire.backlog.flush(10)
     _wait_for_logs(pg_dsn, 1)
     [name] = [r["external_id"] for r in fetch_sync(pg_dsn, "SELECT external_id FROM users")]
-    assert name == users.storable("u" * 300)
+    assert name == rules.storable("u" * 300)
     assert len(name) == 256
 
 
@@ -488,3 +483,90 @@ def test_a_wrapped_follow_up_is_recalled_with_the_turn_it_refers_to(
     assert block.index(friend) < block.index(mother)
     alone = memoire.context("zoe", "What does she do?")["block"]
     assert alone.index(mother) < alone.index(friend)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Run in a venv that holds the SDK alone (and the provider clients an app brings): a wrapped OpenAI and a
+#: wrapped Anthropic call, then which server packages got imported on the way.
+SDK_ONLY_APP = """
+import json, sys
+import anthropic, openai
+from memoire import Memoire
+
+base, key, upstream = sys.argv[1:4]
+memoire = Memoire(api_key=key, base_url=base, recall_timeout=2.0)
+chat = memoire.wrap(openai.OpenAI(base_url=upstream, api_key="sk-app", max_retries=0))
+reply = chat.chat.completions.create(
+    model="fake-chat", user="ana",
+    messages=[
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Where do I live?"},
+    ],
+)
+claude = memoire.wrap(
+    anthropic.Anthropic(base_url=upstream.removesuffix("/v1"), api_key="sk-ant", max_retries=0)
+)
+answer = claude.messages.create(
+    model="claude-fake", max_tokens=50, metadata={"user_id": "ana"},
+    messages=[{"role": "user", "content": "Where do I live?"}],
+)
+assert memoire.backlog.flush(10)
+server = set(sys.argv[4].split(","))
+print(json.dumps({
+    "chat": reply.choices[0].message.content,
+    "anthropic": answer.content[0].text,
+    "server_modules": sorted({name.split(".")[0] for name in sys.modules} & server),
+}))
+"""
+
+
+def _pip(python: Path, *args: str) -> None:
+    subprocess.run([str(python), "-m", "pip", "-q", *args], check=True, timeout=600)
+
+
+@pytest.mark.timeout(900)
+def test_the_sdk_installs_alone_and_wraps_both_providers(
+    memoire: Memoire, key: str, server: ServerThread, fake: FakeUpstream, upstream_url: str, pg_dsn: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    server_deps = {_dist(req) for req in project["optional-dependencies"]["server"]}
+    _pip(Path(sys.executable), "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT))
+    [wheel] = tmp_path.glob("memoire-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    _pip(python, "install", str(wheel))
+    listed = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format", "json"], check=True, capture_output=True, timeout=120
+    )
+    installed = {_dist(d["name"]) for d in json.loads(listed.stdout)}
+    assert "httpx" in installed
+    assert not installed & server_deps, "the SDK alone pulled in server dependencies"
+    # What an app brings itself, then a wrapped call of each.
+    _pip(python, "install", "openai", "anthropic")
+    memoire.facts.create("ana", [DENVER])
+    # The provider clients are the app's own; nothing else of the server may load.
+    own = {"openai", "anthropic"}
+    packages = {"proxy", "memory", "worker", "stack", *(d.replace("-", "_") for d in server_deps - own)}
+    ran = subprocess.run(
+        [str(python), "-c", SDK_ONLY_APP, f"{server.url}/v1", key, upstream_url, ",".join(sorted(packages))],
+        check=True, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    result = json.loads(ran.stdout)
+    assert result["chat"] == "Hello from the fake upstream."
+    assert result["anthropic"] == ANTHROPIC_REPLY
+    assert result["server_modules"] == []
+    chat_call, anthropic_call = (r.json() for r in fake.requests[-2:])
+    assert [m["role"] for m in chat_call["messages"]] == ["system", "system", "user"]
+    assert '"Lives in Denver"' in chat_call["messages"][1]["content"]
+    assert '"Lives in Denver"' in anthropic_call["messages"][-1]["content"][0]["text"]
+    assert len(_wait_for_logs(pg_dsn, 2)) == 2
+
+
+def _dist(requirement: str) -> str:
+    """A distribution's normalised name, from a requirement or a listed name."""
+    name = requirement.split(";")[0].split("[")[0]
+    for mark in "<>=!~ ":
+        name = name.split(mark)[0]
+    return name.strip().lower().replace("_", "-")

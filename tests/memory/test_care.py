@@ -9,13 +9,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from memoire.config import CareConfig, LLMConfig
 from memory import users
 from memory.care.consolidate import CONTEXT_CHARS, CONTEXT_FACTS, consolidate_user, summarize_user
 from memory.care.decay import decay_stale_facts
 from memory.care.dedup import deduplicate_user
 from memory.care.optimize import optimize_memory
 from memory.care.supersession import supersede_user
+from memory.config import CareConfig, LLMConfig
 from memory.embeddings import LocalEmbedder
 from memory.exchanges import DEFAULT_TENANT_ID
 from memory.extraction.llm import create as create_llm

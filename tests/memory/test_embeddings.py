@@ -12,9 +12,9 @@ import httpx
 import numpy as np
 import pytest
 
-from memoire.errors import EmbedderUnavailable
 from memory import embeddings
 from memory.embeddings import LocalEmbedder, RemoteEmbedder
+from memory.errors import EmbedderUnavailable
 from tests.conftest import ProxyFactory
 from tests.support.servers import ServerThread
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
-from memoire.config import RedisConfig, SpoolConfig
 from memory import exchanges
+from memory.config import RedisConfig, SpoolConfig
 from memory.exchanges import DEFAULT_TENANT_ID, Exchange, new_id, now
 from memory.health import Health
 from memory.intake import Intake

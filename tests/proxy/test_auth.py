@@ -14,8 +14,8 @@ import asyncpg
 import httpx
 import pytest
 
-from memoire.config import ConfigError, load
 from memory import keys
+from memory.config import ConfigError, load
 from tests.conftest import ProxyFactory, fetch_sync, wait_until
 from tests.support.servers import ServerThread
 from tests.support.upstream import FakeUpstream
@@ -234,7 +234,7 @@ def create_key(dsn: str, name: str, **options: Any) -> str:
 def memoire(*args: str, dsn: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MEMOIRE_DATABASE_URL": dsn}
     return subprocess.run(
-        [sys.executable, "-m", "memoire", *args], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "stack", *args], env=env, capture_output=True, text=True, timeout=60
     )
 
 

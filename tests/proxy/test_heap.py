@@ -14,8 +14,8 @@ SCRIPT = """
 import gc, sys
 import msgspec
 from litestar.testing import TestClient
-from memoire.config import Config
-from memoire.errors import EmbedderUnavailable
+from memory.config import Config
+from memory.errors import EmbedderUnavailable
 from proxy.app import create_app
 
 def no_embedder():

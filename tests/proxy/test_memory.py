@@ -13,7 +13,7 @@ import httpx
 import pytest
 import tiktoken
 
-from memoire.errors import EmbedderUnavailable
+from memory.errors import EmbedderUnavailable
 from proxy.memory_block import CLOSE, OPEN
 from tests.conftest import ProxyFactory, fetch_sync
 from tests.support.extraction import extract_pending

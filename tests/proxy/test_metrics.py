@@ -74,7 +74,7 @@ async def test_metrics_show_latency_queue_depth_and_extraction_outcomes(
 
 
 async def test_metrics_show_jobs_failed_for_good(proxy: ServerThread, redis_url: str) -> None:
-    from memoire.config import RedisConfig
+    from memory.config import RedisConfig
     from worker import queue
 
     redis = queue.connect(RedisConfig(url=redis_url))

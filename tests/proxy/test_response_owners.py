@@ -10,8 +10,8 @@ import uuid
 import asyncpg
 import pytest
 
-from memoire.config import DatabaseConfig
 from memory import db, response_links
+from memory.config import DatabaseConfig
 from memory.health import Health
 from memory.response_links import Link
 from proxy.response_owners import BATCH, WRITE_INTERVAL, ResponseOwners

@@ -15,8 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from memoire.stack import _pg, redis_answers
 from memory.migrations import migrate
+from stack.local import _pg, redis_answers
 
 
 def free_port() -> int:

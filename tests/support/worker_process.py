@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from memoire.config import RedisConfig
+from memory.config import RedisConfig
 from tests.conftest import MODEL_DIR
 from worker.queue import connect
 
@@ -25,7 +25,7 @@ def start_worker(pg_dsn: str, redis_url: str, log: Path, **settings: str) -> sub
     }
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "memoire", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "stack", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
 

@@ -101,7 +101,7 @@ def _jobs(pg_dsn: str, redis_url: str, *args: str) -> Any:
 
     env = {**os.environ, "MEMOIRE_DATABASE_URL": pg_dsn, "MEMOIRE_REDIS_URL": redis_url}
     return subprocess.run(
-        [sys.executable, "-m", "memoire", "jobs", *args], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "stack", "jobs", *args], env=env, capture_output=True, text=True, timeout=60
     )
 
 

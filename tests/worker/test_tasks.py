@@ -11,10 +11,10 @@ import asyncpg
 import pytest
 from arq.worker import create_worker
 
-from memoire.config import Config
-from memoire.errors import EmbedderUnavailable
 from memory import exchanges, users
+from memory.config import Config
 from memory.embeddings import LocalEmbedder
+from memory.errors import EmbedderUnavailable
 from memory.exchanges import DEFAULT_TENANT_ID, Exchange, new_id, now
 from tests.conftest import SharedEmbedder, make_config
 from tests.support.llm import FakeLLM

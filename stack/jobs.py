@@ -15,10 +15,10 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
-from memoire.config import Config
-from memoire.errors import MemoireError
 from memory import db, embeddings, reembed
 from memory.care import pages
+from memory.config import Config
+from memory.errors import MemoireError
 from memory.extraction import job, llm
 from memory.service import Memory
 from worker import failures, queue, sweeps

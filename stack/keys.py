@@ -10,8 +10,8 @@ import uuid
 
 import asyncpg
 
+from memoire.rules import DEFAULT_USER
 from memory import keys
-from memory.exchanges import DEFAULT_USER
 
 
 def _line(info: keys.KeyInfo) -> str:

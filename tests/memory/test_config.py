@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from memoire.config import Config, ConfigError, load, sections
+from memory.config import Config, ConfigError, load, sections
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +88,7 @@ def test_unknown_memoire_variables_are_reported() -> None:
 
 def test_cli_exits_non_zero_with_one_line_naming_the_key() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "memoire", "serve"],
+        [sys.executable, "-m", "stack", "serve"],
         env={"MEMOIRE_UPSTREAM_READ_TIMEOUT": "soon", "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

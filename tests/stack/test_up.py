@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from memoire.stack import EmbeddedPostgres, auto_shared_buffers, redis_answers, running_embedded_dsn
+from stack.local import EmbeddedPostgres, auto_shared_buffers, redis_answers, running_embedded_dsn
 from tests.conftest import MODEL_DIR, wait_until
 from tests.support.llm import FakeLLM
 from tests.support.services import free_port
@@ -36,7 +36,7 @@ def start_up(
     env.pop("MEMOIRE_DATABASE_URL", None)
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "memoire", "up", "--port", str(port), "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "stack", "up", "--port", str(port), "--data-dir", str(data_dir)],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -93,7 +93,7 @@ def test_up_runs_the_stack_stops_cleanly_and_starts_again(
         key = development_key(log)
         # The key commands find the running stack's database through --data-dir.
         listed = subprocess.run(
-            [sys.executable, "-m", "memoire", "keys", "list", "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "stack", "keys", "list", "--data-dir", str(data_dir)],
             capture_output=True, text=True, timeout=60,
             env={k: v for k, v in os.environ.items() if k != "MEMOIRE_DATABASE_URL"},
         )  # fmt: skip

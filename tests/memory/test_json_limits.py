@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memoire.json_limits import INT_MIN, MOST_SUSPECTS, UINT_MAX, check
+from memory.json_limits import INT_MIN, MOST_SUSPECTS, UINT_MAX, check
 
 TEXT = st.text(alphabet=st.sampled_from('ab [ ] { } " \\ 0 9 e E + - . : , \n é'), max_size=30)
 SCALARS = (

@@ -36,7 +36,7 @@ from typing import ClassVar, TypeVar
 
 import msgspec
 
-from memoire import json_limits
+from memory import json_limits
 
 _T = TypeVar("_T")
 
@@ -243,7 +243,7 @@ def from_validation(exc: msgspec.ValidationError) -> InvalidField:
 
 def decode(decoder: msgspec.json.Decoder[_T], body: bytes, max_depth: int) -> _T:
     """Decode a request body, translating msgspec's errors into ours (naming the field). The body is held
-    to :mod:`memoire.json_limits` first: nesting at most ``max_depth`` deep, numbers in range."""
+    to :mod:`memory.json_limits` first: nesting at most ``max_depth`` deep, numbers in range."""
     if not body.strip():
         raise InvalidJSON("the request body is empty; a JSON object was expected")
     breach = json_limits.check(body, max_depth)

@@ -94,13 +94,13 @@ def test_killing_one_api_process_fails_no_new_call(
         "MEMOIRE_EMBEDDINGS_MODEL_DIR": str(MODEL_DIR),
     }
     key = subprocess.run(
-        [sys.executable, "-m", "memoire", "keys", "create", "--name", "kill-test", "--rate-limit", "1000000"],
+        [sys.executable, "-m", "stack", "keys", "create", "--name", "kill-test", "--rate-limit", "1000000"],
         env=env, capture_output=True, text=True, check=True, timeout=60,
     ).stdout.split()[-1]  # fmt: skip
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "memoire", "up", "--port", str(port),
+            [sys.executable, "-m", "stack", "up", "--port", str(port),
              "--data-dir", str(tmp_path / "data")],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from memoire import logs
-from memoire.config import Config, ConfigError, env_name, load
-from memoire.errors import MemoireError
-from memoire.stack import (
+from memory.config import Config, ConfigError, env_name, load
+from memory.errors import MemoireError
+from stack import logs
+from stack.local import (
     EmbeddedPostgres,
     StackError,
     redis_answers,
@@ -140,7 +140,7 @@ def cmd_migrate(config: Config) -> int:
 
 
 def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
-    from memoire import jobs
+    from stack import jobs
 
     if args.action == "failed":
         return jobs.show_failed(config, _dsn(config))
@@ -163,7 +163,7 @@ def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_keys(config: Config, args: argparse.Namespace) -> int:
-    from memoire import keys
+    from stack import keys
 
     return keys.run(_dsn(config), args)
 
@@ -282,7 +282,7 @@ class _Supervisor:
 
 
 def _announce_development_key(dsn: str) -> None:
-    from memoire.keys import ensure_development_key
+    from stack.keys import ensure_development_key
 
     key = asyncio.run(ensure_development_key(dsn))
     if key is not None:
@@ -294,7 +294,7 @@ def _announce_development_key(dsn: str) -> None:
 
 
 def cmd_up(config: Config) -> int:
-    supervisor = _Supervisor(config, {}, [sys.executable, "-m", "memoire"])
+    supervisor = _Supervisor(config, {}, [sys.executable, "-m", "stack"])
     signal.signal(signal.SIGINT, supervisor.on_signal)
     signal.signal(signal.SIGTERM, supervisor.on_signal)
     config.data_dir.mkdir(parents=True, exist_ok=True)

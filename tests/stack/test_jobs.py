@@ -28,7 +28,7 @@ def run_jobs(
         "MEMOIRE_EMBEDDINGS_MODEL_DIR": str(MODEL_DIR),
     }
     return subprocess.run(
-        [sys.executable, "-m", "memoire", "jobs", "run", task, *args],
+        [sys.executable, "-m", "stack", "jobs", "run", task, *args],
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
@@ -61,7 +61,7 @@ async def test_pending_exchanges_are_extracted_on_demand_and_failed_ones_replaye
 def test_without_an_llm_the_command_says_what_to_set(pg_dsn: str) -> None:
     env = {**os.environ, "MEMOIRE_DATABASE_URL": pg_dsn, "MEMOIRE_LLM_PROVIDER": "none"}
     result = subprocess.run(
-        [sys.executable, "-m", "memoire", "jobs", "run", "extract_facts_task"],
+        [sys.executable, "-m", "stack", "jobs", "run", "extract_facts_task"],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 1
