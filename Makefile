@@ -39,6 +39,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check proxy memory worker memoire stack migrations tests bench
 	$(BIN)/ruff format --check proxy memory worker memoire stack migrations tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 ## redis: make sure a redis-server answers on 127.0.0.1:6379 (the tests use its database 15).
 redis:

@@ -27,9 +27,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import sys
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from memoire import responses_rules
 from memoire.rules import (
@@ -42,8 +43,40 @@ from memoire.rules import (
 )
 from memoire.streams import AsyncStream, Delegate, Stream
 
-if TYPE_CHECKING:
-    from memoire.sdk import Memoire
+
+class _Reachability(Protocol):
+    def failed(self, why: str) -> None: ...
+
+    def ok(self) -> None: ...
+
+
+class Memoire(Protocol):
+    """What a wrapped client asks of :class:`memoire.Memoire` (typed here, so this module need not import
+    the one that imports it)."""
+
+    @property
+    def recall_timeout(self) -> float: ...
+
+    @property
+    def reachability(self) -> _Reachability: ...
+
+    def context(
+        self, user_id: str, query: str, *, context: Sequence[str] = (), timeout: float | None = None
+    ) -> dict[str, Any]: ...
+
+    async def acontext(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        context: Sequence[str] = (),
+        timeout: float | None = None,  # noqa: ASYNC109 (HTTP timeout)
+    ) -> dict[str, Any]: ...
+
+    def remember_later(
+        self, user_id: str, messages: list[dict[str, Any]], session_id: str | None = None
+    ) -> None: ...
+
 
 #: Seconds an abandoned context request may go on in the background before it is dropped.
 CONTEXT_TIMEOUT = 2.0
@@ -402,13 +435,12 @@ def _without_memoire_headers(client: Any) -> Any:
 
 
 def wrap(memoire: Memoire, client: Any, *, user_id: str | None = None) -> Any:
-    import anthropic
-    import openai
-
+    # A client's module is loaded by now; the other provider's SDK may not be installed at all.
+    openai, anthropic = sys.modules.get("openai"), sys.modules.get("anthropic")
     client = _without_memoire_headers(client)
-    if isinstance(client, openai.OpenAI | openai.AsyncOpenAI):
+    if openai is not None and isinstance(client, openai.OpenAI | openai.AsyncOpenAI):
         return _OpenAI(client, memoire, user_id, isinstance(client, openai.AsyncOpenAI))
-    if isinstance(client, anthropic.Anthropic | anthropic.AsyncAnthropic):
+    if anthropic is not None and isinstance(client, anthropic.Anthropic | anthropic.AsyncAnthropic):
         return _Anthropic(client, memoire, user_id, isinstance(client, anthropic.AsyncAnthropic))
     raise TypeError(
         f"cannot wrap {type(client).__name__}: expected openai.OpenAI, openai.AsyncOpenAI, "

@@ -18,6 +18,7 @@ The tree::
     │   └── UpstreamTimeout (504, code upstream_timeout)
     ├── StorageError (503, storage_error)
     │   └── StorageUnavailable (503, code storage_unavailable)
+    │       └── QueueUnavailable (the job queue)
     └── DependencyError (503, dependency_error)
         ├── EmbedderUnavailable (503, code embedder_unavailable)
         └── LLMUnavailable (503, code llm_unavailable)
@@ -135,6 +136,10 @@ class StorageError(MemoireError):
 
 class StorageUnavailable(StorageError):
     code = "storage_unavailable"
+
+
+class QueueUnavailable(StorageUnavailable):
+    """The job queue (Redis) cannot be reached."""
 
 
 class DependencyError(MemoireError):

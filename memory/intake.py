@@ -23,18 +23,16 @@ import uuid
 
 import asyncpg
 import msgspec
-from arq.connections import ArqRedis
-from redis.exceptions import RedisError
 
 from memoire import rules
 from memory import db, exchanges, sweep, users
 from memory.config import SpoolConfig
-from memory.errors import StorageUnavailable
+from memory.errors import QueueUnavailable, StorageUnavailable
 from memory.exchanges import Exchange
 from memory.health import Health
 from memory.journal import Journal, Written
+from memory.queue import Queue
 from memory.spool import Entry, Spool
-from worker.queue import enqueue_ingest
 
 log = logging.getLogger(__name__)
 #: Seconds ``accept`` waits for the spool before it answers 503.
@@ -81,7 +79,7 @@ class Intake:
         *,
         spool: Spool,
         pool: asyncpg.Pool,
-        redis: ArqRedis,
+        queue: Queue,
         config: SpoolConfig,
         health: Health,
         journal: Journal | None = None,
@@ -93,7 +91,7 @@ class Intake:
         self._journal = journal
         self._revive = revive
         self._pool = pool
-        self._redis = redis
+        self._queue = queue
         self._config = config
         self._health = health
         self._inbox: asyncio.Queue[Build] = asyncio.Queue()
@@ -333,10 +331,10 @@ class Intake:
             return False
         self._health.mark("database", ok=True)
         try:
-            await enqueue_ingest(self._redis, [(ex.tenant_id, ex.id) for _, ex in batch])
-        except (RedisError, OSError, TimeoutError) as exc:
+            await self._queue.extract((ex.tenant_id, ex.id) for _, ex in batch)
+        except (QueueUnavailable, TimeoutError) as exc:
             self._health.mark("redis", ok=False)
-            await self._defer(entries, attempts, f"redis: {type(exc).__name__}")
+            await self._defer(entries, attempts, f"redis: {type(exc.__cause__ or exc).__name__}")
             return False
         self._health.mark("redis", ok=True)
         await self._spool.remove(e.id for e in entries)

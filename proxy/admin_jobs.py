@@ -11,25 +11,13 @@ from typing import Annotated
 import msgspec
 from litestar import get, post
 from litestar.params import FromPath
-from redis.exceptions import RedisError
 
-from memory import db
-from memory.errors import NotFound, StorageUnavailable
+from memory import db, failures
+from memory.errors import NotFound
 from memory.facts import NO_NUL
+from memory.queue import SWEEPS, Task
 from memory.routes.context import AnyRequest, json_body
 from proxy import services as services_
-from worker import failures
-
-#: Tasks an operator may queue by hand, with the arguments each takes.
-RUNNABLE = frozenset(
-    {
-        "optimize_memory",
-        "decay_stale_facts",
-        "consolidate_user_memory",
-        "run_deduplication",
-        "run_supersession",
-    }
-)
 
 
 class RunTask(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -52,15 +40,12 @@ _decoder = msgspec.json.Decoder(RunTask)
 @post("/v1/admin/jobs/{task:str}", status_code=202, opt={"admin": True, "body": RunTask})
 async def run_task(request: AnyRequest, task: FromPath[str]) -> Queued:
     """Queue a care task now, for everyone or one user."""
-    if task not in RUNNABLE:
-        raise NotFound(f"no task {task!r}; tasks: {', '.join(sorted(RUNNABLE))}", param="task")
+    if task not in SWEEPS:
+        raise NotFound(f"no task {task!r}; tasks: {', '.join(sorted(SWEEPS))}", param="task")
     body = await json_body(request, _decoder, b"{}")
     services = services_.from_scope(request.scope)
-    try:
-        job = await services.redis.enqueue_job(task, user=body.user_id)
-    except (RedisError, OSError) as exc:
-        raise StorageUnavailable("the job queue (Redis) is unavailable") from exc
-    return Queued(task=task, job_id=job.job_id if job is not None else "")
+    job_id = await services.queue.enqueue(Task(task), user=body.user_id)
+    return Queued(task=task, job_id=job_id or "")
 
 
 @get("/v1/admin/jobs/failed", opt={"admin": True})
@@ -75,7 +60,7 @@ async def failed_jobs(request: AnyRequest) -> FailedJobs:
 async def retry_job(request: AnyRequest, failure_id: FromPath[uuid.UUID]) -> FailedJobs:
     """Queue a failed job again."""
     services = services_.from_scope(request.scope)
-    queued = await failures.retry(services.pool, services.redis, failure_id)
+    queued = await failures.retry(services.pool, services.queue, failure_id)
     if not queued:
         raise NotFound(f"no failed job {failure_id}", param="failure_id")
     return FailedJobs(failed=queued)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,20 +14,22 @@ from litestar.exceptions import HTTPException, ValidationException
 from redis.exceptions import RedisError
 
 from memory import db, embeddings
-from memory.config import Config
-from memory.errors import InvalidField, MemoireError, RequestError, render
+from memory.authenticator import Authenticator
+from memory.config import Config, RedisConfig
+from memory.errors import InvalidField, MemoireError, QueueUnavailable, RequestError, render
 from memory.health import Health
 from memory.intake import Intake
 from memory.journal import Journal
 from memory.migrations import pending
+from memory.queue import Queue
 from memory.routes import ROUTES
 from memory.service import EmbedderFactory, Memory
 from memory.spool import Spool
-from proxy import heap, tee
+from proxy import heap, ratelimit, tee
 from proxy import services as services_
 from proxy.admin_jobs import failed_jobs, retry_job, run_task
 from proxy.anthropic_messages import create_message
-from proxy.auth import PUBLIC, Authenticator, auth_middleware
+from proxy.auth import PUBLIC, auth_middleware
 from proxy.chat import chat_completions
 from proxy.context import memory_context
 from proxy.memory_block import BlockBuilder
@@ -39,7 +41,6 @@ from proxy.response_owners import ResponseOwners
 from proxy.responses import create_response
 from proxy.services import Services
 from proxy.upstream import AnthropicTarget, Upstream
-from worker import queue, runner
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,9 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]
         checks["database"] = "unavailable"
     try:
         async with asyncio.timeout(2):
-            await services.redis.ping()
+            await services.queue.ping()
         checks["redis"] = "ok"
-    except (RedisError, OSError, TimeoutError):
+    except (QueueUnavailable, TimeoutError):
         checks["redis"] = "unavailable"
     services.health.mark("database", checks["database"] == "ok")
     services.health.mark("redis", checks["redis"] == "ok")
@@ -114,8 +115,8 @@ async def _worker_state(services: Services) -> str:
     when Redis cannot say."""
     try:
         async with asyncio.timeout(2):
-            alive = await runner.worker_alive(services.redis, services.config.redis.queue_name)
-    except (RedisError, OSError, TimeoutError):
+            alive = await services.queue.worker_alive()
+    except (QueueUnavailable, TimeoutError):
         return "unknown"
     return "ok" if alive else "not running"
 
@@ -132,10 +133,12 @@ def create_app(
     config: Config,
     dsn: str,
     *,
+    queue: Callable[[RedisConfig], Queue],
     embedder_factory: EmbedderFactory | None = None,
     owns_process: bool = False,
 ) -> Litestar:
-    """The API app for ``config``, storing into the database at ``dsn``.
+    """The API app for ``config``, storing into the database at ``dsn`` and queueing jobs on ``queue``
+    (made from the Redis settings; the top floor passes the worker's, ``worker.queue.ArqQueue.connect``).
 
     ``embedder_factory`` replaces the configured embedder (tests use it to make one that fails).
     ``owns_process``: the app is all its process serves (``memoire serve``), so once started it settles the
@@ -147,11 +150,12 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         health = Health()
         pool = await db.create_pool(config.database, dsn, stateless=True)
-        redis = queue.connect(config.redis)
+        jobs = queue(config.redis)
+        limits = ratelimit.connect(config.redis)
         intake = Intake(
             spool=Spool(config.spool_path),
             pool=pool,
-            redis=redis,
+            queue=jobs,
             config=config.spool,
             health=health,
             journal=Journal(config.journal_dir),
@@ -169,13 +173,13 @@ def create_app(
             upstream=upstream,
             anthropic=AnthropicTarget(config.upstream),
             pool=pool,
-            redis=redis,
+            queue=jobs,
             intake=intake,
             health=health,
             memory=memory,
             block=BlockBuilder(config.memory.block_tokens, config.care.profile_tokens),
             auth=Authenticator(pool, config.auth),
-            limiter=RateLimiter(redis, config.auth, health),
+            limiter=RateLimiter(limits, config.auth, health),
             owners=owners,
         )
         settled: asyncio.Task[None] | None = None
@@ -194,8 +198,9 @@ def create_app(
             await intake.close()
             await memory.close()
             await upstream.aclose()
+            await jobs.aclose()
             with contextlib.suppress(RedisError, OSError):
-                await redis.aclose(close_connection_pool=True)
+                await limits.aclose(close_connection_pool=True)
             await db.close_pool(pool)
 
     return Litestar(
@@ -224,15 +229,3 @@ def create_app(
         openapi_config=openapi_config(),
         logging_config=None,
     )
-
-
-def app_from_env() -> Litestar:
-    """Factory for multi-worker ``uvicorn``: each worker process loads the config itself."""
-    import os
-
-    from memory.config import load
-
-    config, _ = load(os.environ)
-    if not config.database.url:
-        raise RuntimeError("MEMOIRE_DATABASE_URL must be set for multi-worker serving")
-    return create_app(config, config.database.url, owns_process=True)

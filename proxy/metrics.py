@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterable
-from typing import Any, cast
+from collections.abc import Iterable
+from typing import Any
 
 from litestar import Request, Response, get
 from litestar.enums import ScopeType
@@ -25,11 +25,9 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from redis.exceptions import RedisError
 
+from memory.errors import QueueUnavailable
 from proxy import services as services_
-from worker.queue import EXTRACTIONS_KEY, FAILURES_KEY
-from worker.runner import worker_alive
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -103,15 +101,12 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     services = services_.from_scope(request.scope)
     try:
         async with asyncio.timeout(1):
-            queued = await services.redis.zcard(services.config.redis.queue_name)
-            extractions = await cast(Awaitable[dict[bytes, bytes]], services.redis.hgetall(EXTRACTIONS_KEY))
-            failures = await cast(Awaitable[dict[bytes, bytes]], services.redis.hgetall(FAILURES_KEY))
-            alive = await worker_alive(services.redis, services.config.redis.queue_name)
-        _SNAPSHOT.queue["redis"] = float(queued)
-        _SNAPSHOT.worker_up = float(alive)
-        _SNAPSHOT.extractions = {k.decode(): float(v) for k, v in extractions.items()}
-        _SNAPSHOT.failures = {k.decode(): float(v) for k, v in failures.items()}
-    except (RedisError, OSError, TimeoutError):
+            stats = await services.queue.stats()
+        _SNAPSHOT.queue["redis"] = float(stats.queued)
+        _SNAPSHOT.worker_up = float(stats.worker_alive)
+        _SNAPSHOT.extractions = {k: float(v) for k, v in stats.extractions.items()}
+        _SNAPSHOT.failures = {k: float(v) for k, v in stats.failures.items()}
+    except (QueueUnavailable, TimeoutError):
         _SNAPSHOT.queue.pop("redis", None)
         _SNAPSHOT.worker_up = None  # Redis cannot say
     _SNAPSHOT.queue["spool"] = float(await services.intake.spooled())

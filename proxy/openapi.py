@@ -9,14 +9,13 @@ msgspec's own JSON schema of that type, so the document matches exactly what the
 from __future__ import annotations
 
 import copy
+from importlib.metadata import version
 from typing import Any
 
 import msgspec
 from litestar import Request, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-
-from memoire import __version__
 
 _REF = "#/components/schemas/{name}"
 _ERROR = {
@@ -74,7 +73,7 @@ def openapi_config() -> OpenAPIConfig:
     """Only the JSON document, at ``/schema/openapi.json``, readable without a key."""
     return OpenAPIConfig(
         title="Mémoire",
-        version=__version__,
+        version=version("memoire"),
         description="Long-term memory for LLM apps: an OpenAI-compatible proxy and a REST API.",
         render_plugins=[_SchemaWithBodies()],
         openapi_router=Router("/schema", route_handlers=[], opt={"public": True}, include_in_schema=False),

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import asyncpg
-from arq.connections import ArqRedis
 from litestar import Litestar
 from litestar.types import Scope
 
+from memory.authenticator import Authenticator
 from memory.config import Config
 from memory.health import Health
 from memory.intake import Intake
+from memory.queue import Queue
 from memory.service import Memory
 from proxy.memory_block import BlockBuilder
 from proxy.ratelimit import RateLimiter
 from proxy.response_owners import ResponseOwners
 from proxy.upstream import AnthropicTarget, Upstream
-
-if TYPE_CHECKING:
-    from proxy.auth import Authenticator
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +26,7 @@ class Services:
     upstream: Upstream
     anthropic: AnthropicTarget
     pool: asyncpg.Pool
-    redis: ArqRedis
+    queue: Queue
     intake: Intake
     health: Health
     memory: Memory

@@ -26,6 +26,7 @@ from typing import Any
 
 from memory.config import Config, ConfigError, env_name, load
 from memory.errors import MemoireError
+from memory.queue import BY_HAND, Task
 from stack import logs
 from stack.local import (
     EmbeddedPostgres,
@@ -67,12 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument(
         "target",
         nargs="?",
-        help="run: the task (extract_facts_task, reembed_facts, run_deduplication, run_supersession,"
-        " optimize_memory, decay_stale_facts, consolidate_user_memory); retry: a failed job's id",
+        help=f"run: the task ({', '.join(BY_HAND)}); retry: a failed job's id",
     )
     jobs.add_argument("--user", help="run: only this end user (external id)")
     jobs.add_argument(
-        "--retry-failed", action="store_true", help="run extract_facts_task: replay failed logs too"
+        "--retry-failed", action="store_true", help=f"run {Task.EXTRACT_FACTS}: replay failed logs too"
     )
     jobs.add_argument("--all", action="store_true", help="retry: every failed job")
     keys = command("keys", "Manage API keys (mk_…).")
@@ -150,7 +150,7 @@ def cmd_jobs(config: Config, args: argparse.Namespace) -> int:
             return 2
         return jobs.retry_failed(config, _dsn(config), None if args.all else args.target)
     if not args.target:
-        print(f"memoire: name the task to run: {', '.join(jobs.TASKS)}", file=sys.stderr)
+        print(f"memoire: name the task to run: {', '.join(BY_HAND)}", file=sys.stderr)
         return 2
     try:
         outcomes = jobs.run(config, _dsn(config), args.target, user=args.user, retry_failed=args.retry_failed)
@@ -205,12 +205,26 @@ def cmd_serve(config: Config) -> int:
         # Each worker process loads the config again: hand it what flags and discovery decided.
         os.environ[env_name("database", "url")] = dsn
         os.environ[env_name("server", "data_dir")] = str(config.data_dir)
-        uvicorn.run("proxy.app:app_from_env", factory=True, workers=config.server.workers, **options)
+        uvicorn.run("stack.cli:app_from_env", factory=True, workers=config.server.workers, **options)
     else:
-        from proxy.app import create_app
-
-        uvicorn.run(create_app(config, dsn, owns_process=True), **options)
+        uvicorn.run(_app(config, dsn), **options)
     return 0
+
+
+def _app(config: Config, dsn: str) -> Any:
+    """The API app, queueing its jobs on the worker's queue (the proxy does not import the worker)."""
+    from proxy.app import create_app
+    from worker.queue import ArqQueue
+
+    return create_app(config, dsn, queue=ArqQueue.connect, owns_process=True)
+
+
+def app_from_env() -> Any:
+    """Factory for multi-worker ``uvicorn``: each worker process loads the config itself."""
+    config, _ = load(os.environ)
+    if not config.database.url:
+        raise RuntimeError("MEMOIRE_DATABASE_URL must be set for multi-worker serving")
+    return _app(config, config.database.url)
 
 
 def cmd_worker(config: Config) -> int:

@@ -1,6 +1,6 @@
 """``memoire jobs run TASK``: run a worker task now, in this process, over every row it applies to.
 
-``extract_facts_task`` walks the pending chat logs (oldest first, in keyset pages, optionally one user's) and
+``extract_facts`` walks the pending chat logs (oldest first, in keyset pages, optionally one user's) and
 extracts each, exactly as the worker would; ``--retry-failed`` puts failed logs back to pending first, so
 they are replayed. It needs no running worker or Redis, only the database and the extraction LLM.
 
@@ -15,23 +15,16 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
-from memory import db, embeddings, reembed
+from memory import db, embeddings, failures, reembed
 from memory.care import pages
 from memory.config import Config
 from memory.errors import MemoireError
 from memory.extraction import job, llm
+from memory.queue import BY_HAND, SWEEPS, Task
 from memory.service import Memory
-from worker import failures, queue, sweeps
+from worker import sweeps
+from worker.queue import ArqQueue
 
-TASKS = (
-    "extract_facts_task",
-    "reembed_facts",
-    "run_deduplication",
-    "run_supersession",
-    "optimize_memory",
-    "decay_stale_facts",
-    "consolidate_user_memory",
-)
 PAGE = 200
 
 _PAGE = """
@@ -100,12 +93,12 @@ async def run_reembed(config: Config, dsn: str, *, user: str | None) -> Counter[
     return outcomes
 
 
-async def run_sweep(config: Config, dsn: str, task: str, *, user: str | None) -> Counter[str]:
-    """A care task (see :data:`worker.sweeps.SWEEPS`) over every user (or those named ``user``), now, in
+async def run_sweep(config: Config, dsn: str, task: Task, *, user: str | None) -> Counter[str]:
+    """A care task (see :data:`memory.queue.SWEEPS`) over every user (or those named ``user``), now, in
     this process: the worker's page handling, without its per-page timeout. Consolidate's summaries need
     the LLM (skipped without one)."""
     pool = await db.create_pool(config.database, dsn)
-    summarizer = llm.create(config.llm) if task == "consolidate_user_memory" else None
+    summarizer = llm.create(config.llm) if task == Task.CONSOLIDATE_USER_MEMORY else None
     ctx = {"pool": pool, "config": config, "llm": summarizer}
     now = datetime.now(UTC)
     try:
@@ -122,13 +115,13 @@ async def run_sweep(config: Config, dsn: str, task: str, *, user: str | None) ->
 
 
 def run(config: Config, dsn: str, task: str, *, user: str | None, retry_failed: bool) -> Counter[str]:
-    if task == "extract_facts_task":
+    if task == Task.EXTRACT_FACTS:
         return asyncio.run(run_extract(config, dsn, user=user, retry_failed=retry_failed))
-    if task == "reembed_facts":
+    if task == Task.REEMBED_FACTS:
         return asyncio.run(run_reembed(config, dsn, user=user))
-    if task in sweeps.SWEEPS:
-        return asyncio.run(run_sweep(config, dsn, task, user=user))
-    raise MemoireError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+    if task in SWEEPS:
+        return asyncio.run(run_sweep(config, dsn, Task(task), user=user))
+    raise MemoireError(f"unknown task {task!r}; tasks: {', '.join(BY_HAND)}")
 
 
 def show_failed(config: Config, dsn: str) -> int:
@@ -163,11 +156,11 @@ def retry_failed(config: Config, dsn: str, failure_id: str | None) -> int:
 
     async def run() -> list[failures.FailedJob]:
         pool = await db.create_pool(config.database, dsn)
-        redis = queue.connect(config.redis)
+        jobs = ArqQueue.connect(config.redis)
         try:
-            return await failures.retry(pool, redis, wanted)
+            return await failures.retry(pool, jobs, wanted)
         finally:
-            await redis.aclose(close_connection_pool=True)
+            await jobs.aclose()
             await db.close_pool(pool)
 
     queued = asyncio.run(run())

@@ -28,6 +28,7 @@ from stack.local import _pg
 from tests.support.llm import FakeLLM
 from tests.support.servers import ServerThread
 from tests.support.upstream import FakeUpstream
+from worker.queue import ArqQueue
 
 TEST_REDIS_URL = os.environ.get("MEMOIRE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,7 +193,7 @@ def start_proxy(
         if embedder_factory is None and sections.get("embeddings", {}).get("provider") != "openai":
             embedder_factory = lambda: SharedEmbedder(embedder)  # noqa: E731
         factory = embedder_factory
-        app = create_app(make_config(**base), dsn or pg_dsn, embedder_factory=factory)
+        app = create_app(make_config(**base), dsn or pg_dsn, queue=ArqQueue.connect, embedder_factory=factory)
         server = ServerThread(app, port=port).start()
         started.append(server)
         return server

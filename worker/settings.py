@@ -14,9 +14,9 @@ from arq.worker import func
 from memory import db, embeddings
 from memory.config import Config
 from memory.extraction import llm
+from memory.queue import Task
 from memory.service import EmbedderFactory, Memory
 from worker import runner, sweeps, tasks
-from worker.queue import INGEST_EXCHANGE
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,11 @@ def _beyond(seconds: float) -> float:
     """arq's limit for a task that bounds itself to ``seconds``: a little more, so that the task's own
     handling (retry, record) comes first. It also sets how soon a job of a killed worker runs again."""
     return seconds + max(1.0, min(60.0, seconds / 10))
+
+
+def _cron(task: Task) -> str:
+    """A scheduled run's name: arq's own form, apart from the function's name, which the task holds."""
+    return f"cron:{task}"
 
 
 def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory | None = None) -> type:
@@ -47,7 +52,7 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
         if ctx["llm"] is None:
             log.warning(
                 "no extraction LLM configured (MEMOIRE_LLM_PROVIDER is unset): exchanges are stored and stay "
-                "pending; configure one, then run `memoire jobs run extract_facts_task`"
+                "pending; configure one, then run `memoire jobs run extract_facts`"
             )
         ctx["memory"] = Memory(config, ctx["pool"], embedder_factory or (lambda: embeddings.create(config)))
         await ctx["memory"].start(wait=None)
@@ -64,19 +69,31 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
         # Results are not kept: the job id then only dedups while a job is queued or running, so the
         # requeue sweep can queue a still-pending log again.
         functions: ClassVar[list[Any]] = [
-            func(tasks.extract_facts_task, name=INGEST_EXCHANGE, keep_result=0),
-            func(tasks.optimize_memory, keep_result=0, timeout=pipeline_timeout),
-            func(tasks.decay_stale_facts, keep_result=0, timeout=pipeline_timeout),
-            func(tasks.consolidate_user_memory, keep_result=0, timeout=pipeline_timeout),
-            func(sweeps.care_page, name=sweeps.PAGE_JOB, keep_result=0, timeout=pipeline_timeout),
-            func(tasks.run_deduplication, keep_result=0, timeout=pipeline_timeout),
-            func(tasks.run_supersession, keep_result=0, timeout=pipeline_timeout),
+            func(tasks.extract_facts, name=Task.EXTRACT_FACTS, keep_result=0),
+            *(
+                func(function, name=name, keep_result=0, timeout=pipeline_timeout)
+                for name, function in (
+                    (Task.OPTIMIZE_MEMORY, tasks.optimize_memory),
+                    (Task.DECAY_STALE_FACTS, tasks.decay_stale_facts),
+                    (Task.CONSOLIDATE_USER_MEMORY, tasks.consolidate_user_memory),
+                    (Task.CARE_PAGE, sweeps.care_page),
+                    (Task.RUN_DEDUPLICATION, tasks.run_deduplication),
+                    (Task.RUN_SUPERSESSION, tasks.run_supersession),
+                )
+            ),
         ]
         cron_jobs: ClassVar[list[Any]] = [
-            cron(tasks.requeue_pending, second={0, 30}, run_at_startup=True, timeout=pipeline_timeout),
+            cron(
+                tasks.requeue_pending,
+                name=_cron(Task.REQUEUE_PENDING),
+                second={0, 30},
+                run_at_startup=True,
+                timeout=pipeline_timeout,
+            ),
             # Every 6 hours, daily and weekly; off the hours most schedules crowd.
             cron(
                 tasks.optimize_memory,
+                name=_cron(Task.OPTIMIZE_MEMORY),
                 hour={0, 6, 12, 18},
                 minute={41},
                 second={0},
@@ -85,16 +102,25 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
             ),
             cron(
                 tasks.decay_stale_facts,
+                name=_cron(Task.DECAY_STALE_FACTS),
                 hour={3},
                 minute={17},
                 second={0},
                 timeout=pipeline_timeout,
                 max_tries=tries,
             ),
-            cron(tasks.purge_response_links, hour={2}, minute={53}, second={0}, timeout=pipeline_timeout),
+            cron(
+                tasks.purge_response_links,
+                name=_cron(Task.PURGE_RESPONSE_LINKS),
+                hour={2},
+                minute={53},
+                second={0},
+                timeout=pipeline_timeout,
+            ),
             # Weekly, on Sundays (arq counts weekdays from Monday = 0).
             cron(
                 tasks.consolidate_user_memory,
+                name=_cron(Task.CONSOLIDATE_USER_MEMORY),
                 weekday={6},
                 hour={4},
                 minute={23},

@@ -28,36 +28,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from memory import failures
 from memory.care import consolidate, decay, dedup, optimize, pages, supersession
 from memory.care.pages import UserKey
-from worker import failures, queue
+from memory.queue import SWEEPS, Task
+from worker import queue
 from worker.failures import guarded
 
 log = logging.getLogger(__name__)
-
-#: The job that handles one page of a sweep.
-PAGE_JOB = "care_page"
-SWEEPS = frozenset(
-    {
-        "optimize_memory",
-        "decay_stale_facts",
-        "consolidate_user_memory",
-        "run_deduplication",
-        "run_supersession",
-    }
-)
 
 
 def summary(report: Mapping[str, int]) -> str:
     return ", ".join(f"{n} {what}" for what, n in sorted(report.items())) or "nothing to do"
 
 
-async def start(ctx: dict[str, Any], task: str, user: str | None = None) -> str:
+async def start(ctx: dict[str, Any], task: Task, user: str | None = None) -> str:
     """Queue the first page of a run of ``task`` (over the users named ``user``, or all); returns the run."""
     now = datetime.now(UTC)
     run = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     await ctx["redis"].enqueue_job(
-        PAGE_JOB, task=task, run=run, now=now.isoformat(), user=user, _job_id=f"{task}:{run}:0"
+        Task.CARE_PAGE, task=task, run=run, now=now.isoformat(), user=user, _job_id=f"{task}:{run}:0"
     )
     return run
 
@@ -84,18 +74,18 @@ async def handle_page(
     """Do ``task`` for one page of users (``ctx``: the pool, the config and, for consolidate, the LLM).
     A full dedup pass starts its first user after the fact ``resume`` and stops once ``deadline`` passed."""
     pool, config = ctx["pool"], ctx["config"]
-    if task == "decay_stale_facts":
+    if task == Task.DECAY_STALE_FACTS:
         return await decay.decay_page(pool, config.care, page, now), None
-    if task == "optimize_memory":
+    if task == Task.OPTIMIZE_MEMORY:
         return await optimize.optimize_page(pool, config.care, page, now), None
     report: Counter[str] = Counter()
     similar, large = config.memory.dedup_similarity, config.memory.hnsw_threshold
     for index, (tenant_id, user_id) in enumerate(page):
-        if task == "consolidate_user_memory":
+        if task == Task.CONSOLIDATE_USER_MEMORY:
             report.update(
                 await consolidate.consolidate_user(pool, ctx.get("llm"), tenant_id, user_id, similar, large)
             )
-        elif task == "run_deduplication":
+        elif task == Task.RUN_DEDUPLICATION:
             done, stopped = await dedup.deduplicate_until(
                 pool, tenant_id, user_id, similar, hnsw_threshold=large,
                 after=resume if index == 0 else None, deadline=deadline,
@@ -103,12 +93,12 @@ async def handle_page(
             report.update(done)
             if stopped is not None:
                 return report, Stopped(index, stopped)
-        elif task == "run_supersession":
+        elif task == Task.RUN_SUPERSESSION:
             report.update(await supersession.supersede_user(pool, tenant_id, user_id))
     return report, None
 
 
-@guarded(PAGE_JOB, "job_timeout", named_by="task")
+@guarded(Task.CARE_PAGE, "job_timeout", named_by="task")
 async def care_page(
     ctx: dict[str, Any],
     task: str,
@@ -154,7 +144,7 @@ async def care_page(
             "task": task, "run": run, "now": now, "user": user, "after": after, "single": True,
             "resume": resume, "limit": size,
         }  # fmt: skip
-        await failures.record(ctx["pool"], PAGE_JOB, args, reason, ctx.get("job_try", 1))
+        await failures.record(ctx["pool"], Task.CARE_PAGE, args, reason, ctx.get("job_try", 1))
         await queue.count_failure(ctx["redis"], task)
         log.error("%s: a page failed for good and was recorded (%s); the run goes on", task, reason)  # noqa: TRY400
         report = Counter({"pages_failed": 1})
@@ -179,7 +169,7 @@ async def care_page(
             following = {"after": [str(page[-1][0]), str(page[-1][1])]}
     if following is not None:
         await ctx["redis"].enqueue_job(
-            PAGE_JOB, task=task, run=run, now=now, user=user, step=step + 1, totals=dict(running),
+            Task.CARE_PAGE, task=task, run=run, now=now, user=user, step=step + 1, totals=dict(running),
             _job_id=job_id, **following,
         )  # fmt: skip
     elif single:

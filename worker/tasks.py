@@ -15,9 +15,10 @@ from memory import db, response_links
 from memory.care import dedup, supersession
 from memory.errors import DependencyError, StorageUnavailable
 from memory.extraction import job
+from memory.queue import Task
 from worker import sweeps
 from worker.failures import guarded
-from worker.queue import count_extraction, enqueue_ingest
+from worker.queue import ArqQueue, count_extraction
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ REQUEUE_BATCH = 1000
 PIPELINE_TIMEOUT = "job_timeout"
 
 
-async def extract_facts_task(ctx: dict[str, Any], tenant_id: str, chat_log_id: str) -> str:
+async def extract_facts(ctx: dict[str, Any], tenant_id: str, chat_log_id: str) -> str:
     """Extract the facts of a recorded exchange and remember them (embed → dedup → supersede).
 
     With no extraction LLM configured the chat log stays pending. When a dependency is down the job is
@@ -56,11 +57,11 @@ async def extract_facts_task(ctx: dict[str, Any], tenant_id: str, chat_log_id: s
         return f"pending: {exc}"
     await count_extraction(ctx["redis"], outcome)
     if outcome in ("extracted", "already-extracted"):  # the latter: a rerun after a crash before the chain
-        await _chain(ctx, "run_deduplication", tenant_id, chat_log_id=chat_log_id)
+        await _chain(ctx, Task.RUN_DEDUPLICATION, tenant_id, chat_log_id=chat_log_id)
     return outcome
 
 
-async def _chain(ctx: dict[str, Any], task: str, tenant_id: str, **key: str) -> None:
+async def _chain(ctx: dict[str, Any], task: Task, tenant_id: str, **key: str) -> None:
     """Queue the next step of the per-user pipeline; one job per user while it waits (its id says so)."""
     if "chat_log_id" in key:
         async with db.connection(ctx["pool"]) as conn:
@@ -98,48 +99,48 @@ async def _chain(ctx: dict[str, Any], task: str, tenant_id: str, **key: str) -> 
 RECENT = timedelta(days=1)
 
 
-@guarded("run_deduplication", PIPELINE_TIMEOUT)
+@guarded(Task.RUN_DEDUPLICATION, PIPELINE_TIMEOUT)
 async def run_deduplication(
     ctx: dict[str, Any], tenant_id: str | None = None, user_id: str | None = None, user: str | None = None
 ) -> dict[str, int] | str:
     """After an extraction: merge the user's recent facts that repeat older ones, then queue
     ``run_supersession``. Without ids (on demand): a sweep over every user (or users named ``user``)."""
     if tenant_id is None or user_id is None:
-        return await sweeps.start(ctx, "run_deduplication", user)
+        return await sweeps.start(ctx, Task.RUN_DEDUPLICATION, user)
     report = await dedup.deduplicate_user(
         ctx["pool"], uuid.UUID(tenant_id), uuid.UUID(user_id), ctx["config"].memory.dedup_similarity,
         since=datetime.now(UTC) - RECENT, hnsw_threshold=ctx["config"].memory.hnsw_threshold,
     )  # fmt: skip
-    await _chain(ctx, "run_supersession", tenant_id, user_id=user_id)
+    await _chain(ctx, Task.RUN_SUPERSESSION, tenant_id, user_id=user_id)
     return dict(report)
 
 
-@guarded("run_supersession", PIPELINE_TIMEOUT)
+@guarded(Task.RUN_SUPERSESSION, PIPELINE_TIMEOUT)
 async def run_supersession(
     ctx: dict[str, Any], tenant_id: str | None = None, user_id: str | None = None, user: str | None = None
 ) -> dict[str, int] | str:
     """After deduplication: one current fact per single-valued slot. Without ids: a sweep over every user."""
     if tenant_id is None or user_id is None:
-        return await sweeps.start(ctx, "run_supersession", user)
+        return await sweeps.start(ctx, Task.RUN_SUPERSESSION, user)
     return dict(await supersession.supersede_user(ctx["pool"], uuid.UUID(tenant_id), uuid.UUID(user_id)))
 
 
 async def optimize_memory(ctx: dict[str, Any], user: str | None = None) -> str:
     """Every 6 hours: promote each user's essential facts (their profile) and demote the stale ones (a
     sweep; see :mod:`memory.care.optimize`). Returns the run's id."""
-    return await sweeps.start(ctx, "optimize_memory", user)
+    return await sweeps.start(ctx, Task.OPTIMIZE_MEMORY, user)
 
 
 async def consolidate_user_memory(ctx: dict[str, Any], user: str | None = None) -> str:
     """Weekly: merge every user's near-duplicates and have the LLM write their profile summary again
     where their facts changed (a sweep; see :mod:`memory.care.consolidate`)."""
-    return await sweeps.start(ctx, "consolidate_user_memory", user)
+    return await sweeps.start(ctx, Task.CONSOLIDATE_USER_MEMORY, user)
 
 
 async def decay_stale_facts(ctx: dict[str, Any], user: str | None = None) -> str:
     """Daily: fade the confidence of unused facts and archive the faded (a sweep; see
     :mod:`memory.care.decay`)."""
-    return await sweeps.start(ctx, "decay_stale_facts", user)
+    return await sweeps.start(ctx, Task.DECAY_STALE_FACTS, user)
 
 
 async def requeue_pending(ctx: dict[str, Any]) -> int:
@@ -164,7 +165,7 @@ async def requeue_pending(ctx: dict[str, Any]) -> int:
     except StorageUnavailable:
         log.warning("requeue sweep skipped: database unavailable")
         return 0
-    await enqueue_ingest(ctx["redis"], [(r["tenant_id"], r["id"]) for r in rows])
+    await ArqQueue(ctx["redis"]).extract((r["tenant_id"], r["id"]) for r in rows)
     if rows:
         log.info("queued %d pending chat logs again", len(rows))
     return len(rows)

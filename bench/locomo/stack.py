@@ -25,6 +25,7 @@ from memory.migrations import migrate
 from proxy.app import create_app
 from stack.local import _pg
 from tests.support.servers import ServerThread
+from worker.queue import ArqQueue
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / ".cache" / "models"
@@ -91,7 +92,9 @@ class Stack:
             self._pg = _pg().get_server(self.tmp / "pg", cleanup_mode="delete")
             self.dsn = self._pg.get_uri()
             asyncio.run(_migrate(self.dsn))
-            self.server = ServerThread(create_app(self.config, self.dsn), uvloop=True).start(timeout=60)
+            self.server = ServerThread(
+                create_app(self.config, self.dsn, queue=ArqQueue.connect), uvloop=True
+            ).start(timeout=60)
             self._wait_for_embedder()
         except BaseException:
             self.close()

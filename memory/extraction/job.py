@@ -1,4 +1,4 @@
-"""Extracting the facts of one chat log: the logic of ``extract_facts_task``, shared by the worker and
+"""Extracting the facts of one chat log: the logic of ``extract_facts``, shared by the worker and
 ``memoire jobs run``.
 
 Jobs for one user run one at a time: each holds a session advisory lock on the user for its whole run

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import socket
 import subprocess
 import sys
@@ -486,37 +487,38 @@ def test_a_wrapped_follow_up_is_recalled_with_the_turn_it_refers_to(
 
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Run in a venv that holds the SDK alone (and the provider clients an app brings): a wrapped OpenAI and a
-#: wrapped Anthropic call, then which server packages got imported on the way.
+#: Run in a venv that holds the SDK alone and the one provider client an app brings: a wrapped call, then
+#: which server packages got imported on the way.
 SDK_ONLY_APP = """
 import json, sys
-import anthropic, openai
 from memoire import Memoire
 
-base, key, upstream = sys.argv[1:4]
+provider, base, key, upstream, server = sys.argv[1:6]
 memoire = Memoire(api_key=key, base_url=base, recall_timeout=2.0)
-chat = memoire.wrap(openai.OpenAI(base_url=upstream, api_key="sk-app", max_retries=0))
-reply = chat.chat.completions.create(
-    model="fake-chat", user="ana",
-    messages=[
-        {"role": "system", "content": "You are terse."},
-        {"role": "user", "content": "Where do I live?"},
-    ],
-)
-claude = memoire.wrap(
-    anthropic.Anthropic(base_url=upstream.removesuffix("/v1"), api_key="sk-ant", max_retries=0)
-)
-answer = claude.messages.create(
-    model="claude-fake", max_tokens=50, metadata={"user_id": "ana"},
-    messages=[{"role": "user", "content": "Where do I live?"}],
-)
+if provider == "openai":
+    import openai
+
+    client = memoire.wrap(openai.OpenAI(base_url=upstream, api_key="sk-app", max_retries=0))
+    reply = client.chat.completions.create(
+        model="fake-chat", user="ana",
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Where do I live?"},
+        ],
+    ).choices[0].message.content
+else:
+    import anthropic
+
+    client = memoire.wrap(
+        anthropic.Anthropic(base_url=upstream.removesuffix("/v1"), api_key="sk-ant", max_retries=0)
+    )
+    reply = client.messages.create(
+        model="claude-fake", max_tokens=50, metadata={"user_id": "ana"},
+        messages=[{"role": "user", "content": "Where do I live?"}],
+    ).content[0].text
 assert memoire.backlog.flush(10)
-server = set(sys.argv[4].split(","))
-print(json.dumps({
-    "chat": reply.choices[0].message.content,
-    "anthropic": answer.content[0].text,
-    "server_modules": sorted({name.split(".")[0] for name in sys.modules} & server),
-}))
+loaded = {name.split(".")[0] for name in sys.modules}
+print(json.dumps({"reply": reply, "server_modules": sorted(loaded & set(server.split(",")))}))
 """
 
 
@@ -531,7 +533,12 @@ def test_the_sdk_installs_alone_and_wraps_both_providers(
 ) -> None:  # fmt: skip
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     server_deps = {_dist(req) for req in project["optional-dependencies"]["server"]}
-    _pip(Path(sys.executable), "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT))
+    # Built from a copy of what the package holds: a build/ left in the checkout may hold stale modules.
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__")
+    )
+    _pip(Path(sys.executable), "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(source))
     [wheel] = tmp_path.glob("memoire-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -544,23 +551,30 @@ def test_the_sdk_installs_alone_and_wraps_both_providers(
     assert "httpx" in installed
     assert not installed & server_deps, "the SDK alone pulled in server dependencies"
     # What an app brings itself, then a wrapped call of each.
-    _pip(python, "install", "openai", "anthropic")
     memoire.facts.create("ana", [DENVER])
     # The provider clients are the app's own; nothing else of the server may load.
     own = {"openai", "anthropic"}
     packages = {"proxy", "memory", "worker", "stack", *(d.replace("-", "_") for d in server_deps - own)}
-    ran = subprocess.run(
-        [str(python), "-c", SDK_ONLY_APP, f"{server.url}/v1", key, upstream_url, ",".join(sorted(packages))],
-        check=True, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )  # fmt: skip
-    result = json.loads(ran.stdout)
-    assert result["chat"] == "Hello from the fake upstream."
-    assert result["anthropic"] == ANTHROPIC_REPLY
-    assert result["server_modules"] == []
-    chat_call, anthropic_call = (r.json() for r in fake.requests[-2:])
+
+    def call(provider: str) -> dict[str, Any]:
+        args = [provider, f"{server.url}/v1", key, upstream_url, ",".join(sorted(packages))]
+        ran = subprocess.run(
+            [str(python), "-c", SDK_ONLY_APP, *args], check=True, capture_output=True, text=True, timeout=120,
+            cwd=tmp_path,
+        )  # fmt: skip
+        result: dict[str, Any] = json.loads(ran.stdout)
+        assert result["server_modules"] == []
+        return result
+
+    # An app with OpenAI's SDK only (Anthropic's is not installed), then one with Anthropic's too.
+    _pip(python, "install", "openai")
+    assert call("openai")["reply"] == "Hello from the fake upstream."
+    chat_call = fake.requests[-1].json()
     assert [m["role"] for m in chat_call["messages"]] == ["system", "system", "user"]
     assert '"Lives in Denver"' in chat_call["messages"][1]["content"]
-    assert '"Lives in Denver"' in anthropic_call["messages"][-1]["content"][0]["text"]
+    _pip(python, "install", "anthropic")
+    assert call("anthropic")["reply"] == ANTHROPIC_REPLY
+    assert '"Lives in Denver"' in fake.requests[-1].json()["messages"][-1]["content"][0]["text"]
     assert len(_wait_for_logs(pg_dsn, 2)) == 2
 
 

@@ -14,10 +14,10 @@ from memory.config import RedisConfig, SpoolConfig
 from memory.exchanges import DEFAULT_TENANT_ID, Exchange, new_id, now
 from memory.health import Health
 from memory.intake import Intake
+from memory.queue import extraction_id
 from memory.spool import Spool
 from tests.conftest import eventually
 from worker import queue
-from worker.queue import ingest_job_id
 
 
 def exchange(
@@ -64,16 +64,16 @@ async def deliver_leftovers(
     spool = Spool(path)
     await spool.put(entries)
     await spool.close()
-    redis = queue.connect(RedisConfig(url=redis_url))
-    intake = Intake(spool=Spool(path), pool=db, redis=redis, config=SpoolConfig(), health=Health())
+    jobs = queue.ArqQueue.connect(RedisConfig(url=redis_url))
+    intake = Intake(spool=Spool(path), pool=db, queue=jobs, config=SpoolConfig(), health=Health())
     await intake.start()
     try:
         await eventually(lambda: db.fetchval("SELECT count(*) FROM chat_logs WHERE id = $1", delivered))
         await intake.flush()
-        return {m.decode() for m in await redis.zrange("memoire:queue", 0, -1)}
+        return {m.decode() for m in await jobs.redis.zrange("memoire:queue", 0, -1)}
     finally:
         await intake.close(grace=0.5)
-        await redis.aclose(close_connection_pool=True)
+        await jobs.aclose()
 
 
 def spooled(path: Path) -> set[str]:
@@ -101,5 +101,5 @@ async def test_intake_delivers_what_a_previous_process_left_in_the_spool(
     left_behind = exchange("crashed")
     entries = [(str(left_behind.id), msgspec.msgpack.encode(left_behind))]
     queued = await deliver_leftovers(db, redis_url, tmp_path / "spool.sqlite3", entries, left_behind.id)
-    assert queued == {ingest_job_id(DEFAULT_TENANT_ID, left_behind.id)}
+    assert queued == {extraction_id(DEFAULT_TENANT_ID, left_behind.id)}
     assert spooled(tmp_path / "spool.sqlite3") == set()

@@ -17,6 +17,7 @@ from litestar.testing import TestClient
 from memory.config import Config
 from memory.errors import EmbedderUnavailable
 from proxy.app import create_app
+from worker.queue import ArqQueue
 
 def no_embedder():
     raise EmbedderUnavailable("not in this test")
@@ -25,7 +26,9 @@ dsn, redis_url, spool, owns = sys.argv[1:5]
 config = msgspec.convert(
     {"redis": {"url": redis_url}, "spool": {"path": spool}, "auth": {"enabled": False}}, Config, strict=False
 )
-app = create_app(config, dsn, embedder_factory=no_embedder, owns_process=owns == "owns")
+app = create_app(
+    config, dsn, queue=ArqQueue.connect, embedder_factory=no_embedder, owns_process=owns == "owns"
+)
 before = gc.get_freeze_count()
 with TestClient(app) as client:
     assert client.get("/healthz").status_code == 200

@@ -1,4 +1,4 @@
-"""``memoire jobs run extract_facts_task``: pending exchanges extracted on demand, with no worker running."""
+"""``memoire jobs run extract_facts``: pending exchanges extracted on demand, with no worker running."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.worker.test_tasks import said
 
 
 def run_jobs(
-    pg_dsn: str, llm_url: str, *args: str, task: str = "extract_facts_task"
+    pg_dsn: str, llm_url: str, *args: str, task: str = "extract_facts"
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
@@ -44,7 +44,7 @@ async def test_pending_exchanges_are_extracted_on_demand_and_failed_ones_replaye
 
     result = run_jobs(pg_dsn, llm_url)
     assert result.returncode == 3, result.stderr  # one log failed
-    assert result.stdout.strip().splitlines()[-1] == "extract_facts_task: 1 extracted, 1 failed"
+    assert result.stdout.strip().splitlines()[-1] == "extract_facts: 1 extracted, 1 failed"
     assert await db.fetchval("SELECT text FROM memory_facts") == "Lives in Kyoto"
 
     # The model does better now: --retry-failed replays the failed log, and only it.
@@ -52,7 +52,7 @@ async def test_pending_exchanges_are_extracted_on_demand_and_failed_ones_replaye
     llm.on("cellist", {"facts": [{"text": "Is a cellist", "slot": "job_title", "value": "cellist"}]})
     result = run_jobs(pg_dsn, llm_url, "--retry-failed", "--user", "pia")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "extract_facts_task: 1 extracted"
+    assert result.stdout.strip().splitlines()[-1] == "extract_facts: 1 extracted"
     statuses = await db.fetch("SELECT status FROM chat_logs")
     assert {r["status"] for r in statuses} == {"extracted"}
     assert len(llm.requests) == 1
@@ -61,7 +61,7 @@ async def test_pending_exchanges_are_extracted_on_demand_and_failed_ones_replaye
 def test_without_an_llm_the_command_says_what_to_set(pg_dsn: str) -> None:
     env = {**os.environ, "MEMOIRE_DATABASE_URL": pg_dsn, "MEMOIRE_LLM_PROVIDER": "none"}
     result = subprocess.run(
-        [sys.executable, "-m", "stack", "jobs", "run", "extract_facts_task"],
+        [sys.executable, "-m", "stack", "jobs", "run", "extract_facts"],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 1

@@ -12,19 +12,21 @@ import pytest
 import redis as redis_sync
 from arq.worker import create_worker, func
 
+from memory import failures
 from memory.embeddings import LocalEmbedder
 from memory.exchanges import DEFAULT_TENANT_ID
 from tests.conftest import ProxyFactory, make_config
 from tests.proxy.test_auth import ADMIN
 from tests.worker.test_tasks import config
-from worker import failures, queue
+from worker import queue
+from worker.failures import guarded
 from worker.settings import worker_settings
 
 pytestmark = pytest.mark.usefixtures("db")
 calls: list[int] = []
 
 
-@failures.guarded("flaky_task", timeout=0.2)
+@guarded("flaky_task", timeout=0.2)  # type: ignore[arg-type]
 async def flaky_task(ctx: dict[str, Any], user: str | None = None, hang: bool = False) -> str:
     calls.append(ctx["job_try"])
     if hang:

@@ -16,10 +16,10 @@ from memory.config import Config
 from memory.embeddings import LocalEmbedder
 from memory.errors import EmbedderUnavailable
 from memory.exchanges import DEFAULT_TENANT_ID, Exchange, new_id, now
+from memory.queue import Task
 from tests.conftest import SharedEmbedder, make_config
 from tests.support.llm import FakeLLM
 from worker import queue
-from worker.queue import INGEST_EXCHANGE
 from worker.settings import worker_settings
 
 
@@ -55,11 +55,11 @@ def said(user: str, text: str, *, reply: str = "Noted.", when: datetime | None =
 async def record_and_queue(db: asyncpg.Pool, cfg: Config, *recorded: Exchange) -> None:
     async with db.acquire() as conn:
         await exchanges.record(conn, list(recorded))
-    redis = queue.connect(cfg.redis)
+    jobs = queue.ArqQueue.connect(cfg.redis)
     try:
-        await queue.enqueue_ingest(redis, [(DEFAULT_TENANT_ID, ex.id) for ex in recorded])
+        await jobs.extract((DEFAULT_TENANT_ID, ex.id) for ex in recorded)
     finally:
-        await redis.aclose(close_connection_pool=True)
+        await jobs.aclose()
 
 
 async def facts(db: asyncpg.Pool, user: str) -> list[dict[str, Any]]:
@@ -169,12 +169,12 @@ async def test_a_users_exchanges_are_extracted_in_the_order_they_happened_whatev
     second = said("dee", "I just started a new job at Apple", when=now() - timedelta(minutes=1))
     async with db.acquire() as conn:
         await exchanges.record(conn, [first, second])
-    redis = queue.connect(cfg.redis)
+    jobs = queue.ArqQueue.connect(cfg.redis)
     try:  # the later exchange's job first, as a retry or two jobs starting together would have it
-        await queue.enqueue_ingest(redis, [(DEFAULT_TENANT_ID, second.id)])
-        await queue.enqueue_ingest(redis, [(DEFAULT_TENANT_ID, first.id)])
+        await jobs.extract([(DEFAULT_TENANT_ID, second.id)])
+        await jobs.extract([(DEFAULT_TENANT_ID, first.id)])
     finally:
-        await redis.aclose(close_connection_pool=True)
+        await jobs.aclose()
     await run_burst(cfg, pg_dsn, embedder)
 
     state = {f["value"]: f["status"] for f in await facts(db, "dee")}
@@ -333,7 +333,7 @@ def test_worker_settings_poll_fast_and_register_the_jobs(redis_url: str) -> None
     settings = worker_settings(config(redis_url), "postgresql://unused")
     assert settings.poll_delay <= 0.1  # type: ignore[attr-defined]
     assert [f.name for f in settings.functions] == [  # type: ignore[attr-defined]
-        INGEST_EXCHANGE,
+        "extract_facts",
         "optimize_memory",
         "decay_stale_facts",
         "consolidate_user_memory",
@@ -341,7 +341,6 @@ def test_worker_settings_poll_fast_and_register_the_jobs(redis_url: str) -> None
         "run_deduplication",
         "run_supersession",
     ]
-    assert INGEST_EXCHANGE == "extract_facts_task"
     assert [c.name for c in settings.cron_jobs] == [  # type: ignore[attr-defined]
         "cron:requeue_pending",
         "cron:optimize_memory",
@@ -349,6 +348,10 @@ def test_worker_settings_poll_fast_and_register_the_jobs(redis_url: str) -> None
         "cron:purge_response_links",
         "cron:consolidate_user_memory",
     ]
+    # Every job the worker runs, by its one name (re-embedding runs in ``memoire jobs run`` only).
+    functions = {f.name for f in settings.functions}  # type: ignore[attr-defined]
+    scheduled = {c.name.removeprefix("cron:") for c in settings.cron_jobs}  # type: ignore[attr-defined]
+    assert functions | scheduled == set(Task) - {Task.REEMBED_FACTS}
     assert settings.queue_name == "memoire:queue"  # type: ignore[attr-defined]
 
 
