@@ -22,15 +22,13 @@ from typing import Any, Literal
 
 import msgspec
 
+from memory.errors import ConfigError
+
 ENV_PREFIX = "MEMOIRE_"
 #: Environment variables with the prefix that are not settings.
 NON_SETTING_ENV = frozenset({"MEMOIRE_CONFIG"})
 #: Short names for settings people set by hand most.
 ENV_ALIASES = {"MEMOIRE_ANTHROPIC_API_KEY": ("upstream", "anthropic_api_key")}
-
-
-class ConfigError(Exception):
-    """A setting is missing, unknown or has a bad value. The message is one line."""
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

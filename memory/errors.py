@@ -3,6 +3,8 @@
 The tree::
 
     MemoireError (500, server_error)
+    ├── ConfigError (500, code config_error; a setting missing, unknown or bad: the process does not start)
+    ├── PurgeIncomplete (500, code purge_incomplete; forgetting a user left rows: rolled back)
     ├── RequestError (400, invalid_request_error)
     │   ├── InvalidJSON (400, code invalid_json)
     │   │   └── JSONLimitExceeded (400, code json_limit_exceeded; names the field in ``param``)
@@ -12,13 +14,16 @@ The tree::
     │   ├── AuthenticationError (401, code invalid_api_key)
     │   ├── PermissionDenied (403, code permission_denied)
     │   ├── Conflict (409, code conflict)
+    │   │   └── TenantExists (names the field ``tenant``)
     │   └── RateLimited (429, type requests, code rate_limit_exceeded; carries ``retry_after``)
     ├── UpstreamError (502, upstream_error)
     │   ├── UpstreamUnreachable (502, code upstream_unreachable)
-    │   └── UpstreamTimeout (504, code upstream_timeout)
+    │   ├── UpstreamTimeout (504, code upstream_timeout)
+    │   └── UpstreamBroken (502, code upstream_broken; mid-response: the connection is aborted)
     ├── StorageError (503, storage_error)
-    │   └── StorageUnavailable (503, code storage_unavailable)
-    │       └── QueueUnavailable (the job queue)
+    │   ├── StorageUnavailable (503, code storage_unavailable)
+    │   │   └── QueueUnavailable (the job queue)
+    │   └── MigrationError (503, code migration_mismatch; the files differ from what was applied)
     └── DependencyError (503, dependency_error)
         ├── EmbedderUnavailable (503, code embedder_unavailable)
         └── LLMUnavailable (503, code llm_unavailable)
@@ -27,6 +32,12 @@ Each error carries its HTTP status. :func:`render` turns any of them into OpenAI
 ``{"error": {"message", "type", "param", "code"}}``; on Anthropic's routes :func:`render_anthropic` gives
 Anthropic's, ``{"type": "error", "error": {"type", "message"}}``, its type named by the status. Lower
 layers translate their own exceptions into these at one boundary, with ``raise ... from exc``.
+
+Outside the tree, as control flow that never reaches a client: ``proxy.relay.ClientGone`` (the client left
+before its body was read: nothing to answer), ``memory.extraction.extractor.ExtractionFailed`` and
+``memory.extraction.llm.Rejected`` (an extraction that cannot succeed: its chat log is marked failed, with
+the reason). Apart from it: ``stack.local.StackError`` (the ``memoire`` command's own, printed and exited
+on) and ``memoire.MemoireAPIError`` (the SDK's: it cannot import the server).
 """
 
 from __future__ import annotations
@@ -51,6 +62,18 @@ class MemoireError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+
+
+class ConfigError(MemoireError):
+    """A setting is missing, unknown or has a bad value. The message is one line."""
+
+    code = "config_error"
+
+
+class PurgeIncomplete(MemoireError):
+    """Rows of the user were still there after the deletes: the transaction is rolled back."""
+
+    code = "purge_incomplete"
 
 
 class RequestError(MemoireError):
@@ -98,6 +121,16 @@ class Conflict(RequestError):
     code = "conflict"
 
 
+class TenantExists(Conflict):
+    """A new key would make a tenant whose name is taken; name the tenant to join it on purpose."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"a tenant named {name!r} exists; give the tenant explicitly to add a key to it", param="tenant"
+        )
+        self.name = name
+
+
 class RateLimited(RequestError):
     status = 429
     type = "requests"
@@ -128,6 +161,13 @@ class UpstreamTimeout(UpstreamError):
     code = "upstream_timeout"
 
 
+class UpstreamBroken(UpstreamError):
+    """The upstream failed while its response body was being relayed: the status line is gone, so the
+    relay aborts the client's connection (the client sees a broken stream, as from the provider)."""
+
+    code = "upstream_broken"
+
+
 class StorageError(MemoireError):
     status = 503
     type = "storage_error"
@@ -140,6 +180,12 @@ class StorageUnavailable(StorageError):
 
 class QueueUnavailable(StorageUnavailable):
     """The job queue (Redis) cannot be reached."""
+
+
+class MigrationError(StorageError):
+    """The migrations on disk do not match what the database recorded."""
+
+    code = "migration_mismatch"
 
 
 class DependencyError(MemoireError):

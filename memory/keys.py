@@ -16,19 +16,12 @@ import msgspec
 
 from memoire.rules import DEFAULT_USER
 from memory.db import Connection
+from memory.errors import TenantExists
 from memory.exchanges import DEFAULT_TENANT_ID
 
 PREFIX = "mk_"
 #: Characters of the key kept in clear, to tell keys apart in listings (``mk_`` and 6 of the 43).
 SHOWN = len(PREFIX) + 6
-
-
-class TenantExists(Exception):
-    """A new key would make a tenant whose name is taken; name the tenant to join it on purpose."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"a tenant named {name!r} exists; give the tenant explicitly to add a key to it")
-        self.name = name
 
 
 def generate() -> str:

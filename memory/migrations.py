@@ -14,16 +14,13 @@ from dataclasses import dataclass
 from importlib import resources
 
 from memory.db import Connection
+from memory.errors import MigrationError
 
 log = logging.getLogger(__name__)
 
 #: Arbitrary, fixed key for ``pg_advisory_lock``: "memoire" in ASCII.
 LOCK_KEY = 0x6D656D6F697265
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-
-
-class MigrationError(Exception):
-    """The migrations on disk do not match what the database recorded."""
 
 
 @dataclass(frozen=True, slots=True)

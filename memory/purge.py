@@ -14,6 +14,7 @@ import msgspec
 
 from memory import response_links, users
 from memory.db import Connection
+from memory.errors import PurgeIncomplete
 
 #: What a user's data lives in, each scoped by tenant and user.
 _TABLES = ("memory_facts", "chat_logs", "sessions")
@@ -25,10 +26,6 @@ class Purged(msgspec.Struct, kw_only=True):
     sessions: int = 0
     response_links: int = 0
     spool_entries: int = 0
-
-
-class PurgeIncomplete(Exception):
-    """Rows of the user were still there after the deletes: the transaction is rolled back."""
 
 
 async def purge_user(conn: Connection, tenant_id: uuid.UUID, external_id: str) -> Purged | None:

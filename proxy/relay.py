@@ -20,9 +20,9 @@ from typing import Literal, Protocol, cast
 
 from litestar.types import Receive, Send
 
-from memory.errors import MemoireError, PayloadTooLarge, render, render_anthropic
+from memory.errors import MemoireError, PayloadTooLarge, UpstreamBroken, render, render_anthropic
 from proxy.metrics import UPSTREAM
-from proxy.upstream import Headers, Upstream, UpstreamBroken, UpstreamResponse
+from proxy.upstream import Headers, Upstream, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,6 @@ _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 
 class ClientGone(Exception):
     """The client disconnected before its request body was read."""
-
-
-class UpstreamBroke(Exception):
-    """The upstream failed after the response had started; the client's connection is aborted."""
 
 
 @dataclass(slots=True)
@@ -207,8 +203,8 @@ async def _relay_response(
                     on_end = None
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except UpstreamBroken as exc:
-        log.warning("upstream failed mid-response (%s); aborting the client's connection", type(exc).__name__)
-        raise UpstreamBroke(str(exc)) from exc
+        log.warning("upstream failed mid-response (%s); aborting the client's connection", exc.message)
+        raise
     watch.finished = True
     if on_end is not None:
         _ended(on_end, outcome)

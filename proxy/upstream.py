@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from memory.config import UpstreamConfig
-from memory.errors import InvalidField, UpstreamTimeout, UpstreamUnreachable
+from memory.errors import InvalidField, UpstreamBroken, UpstreamTimeout, UpstreamUnreachable
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -71,10 +71,6 @@ def _readable(accept_encoding: bytes) -> bytes:
         if part.split(b";", 1)[0].strip().lower() in _READABLE_CODINGS
     ]
     return b", ".join(kept)
-
-
-class UpstreamBroken(Exception):
-    """The upstream failed while its response body was being read."""
 
 
 class UpstreamResponse:

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from memory.config import Config, ConfigError, env_name, load
-from memory.errors import MemoireError
+from memory.config import Config, env_name, load
+from memory.errors import ConfigError, MemoireError
 from memory.queue import BY_HAND, Task
 from stack import logs
 from stack.local import (

@@ -12,6 +12,7 @@ import asyncpg
 
 from memoire.rules import DEFAULT_USER
 from memory import keys
+from memory.errors import TenantExists
 
 
 def _line(info: keys.KeyInfo) -> str:
@@ -35,7 +36,7 @@ async def _run(dsn: str, args: argparse.Namespace) -> tuple[int, list[str]]:
                     default_user=args.default_user or DEFAULT_USER,
                     rate_limit=args.rate_limit,
                 )
-            except keys.TenantExists as exc:
+            except TenantExists as exc:
                 return 1, [f"memoire: {exc} (--tenant {exc.name})"]
             return 0, [
                 f"created {_line(new.info)}",

@@ -11,7 +11,7 @@ from litestar.params import FromPath, FromQuery
 
 from memoire import rules
 from memory import db, keys
-from memory.errors import Conflict, NotFound
+from memory.errors import NotFound
 from memory.facts import NO_NUL
 from memory.routes.context import AnyRequest, json_body, memory
 
@@ -46,16 +46,9 @@ async def create_key(request: AnyRequest) -> CreatedKey:
     """Create an API key (``mk_…``), shown once, for a tenant."""
     body = await json_body(request, _decoder)
     async with db.connection(memory(request).pool) as conn:
-        try:
-            new = await keys.create(
-                conn,
-                body.name,
-                tenant=body.tenant,
-                default_user=body.default_user,
-                rate_limit=body.rate_limit,
-            )
-        except keys.TenantExists as exc:
-            raise Conflict(str(exc), param="tenant") from exc
+        new = await keys.create(
+            conn, body.name, tenant=body.tenant, default_user=body.default_user, rate_limit=body.rate_limit
+        )  # a tenant's name taken: TenantExists, a Conflict on ``tenant``
     return CreatedKey(key=new.key, info=new.info)
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from memory.config import Config, ConfigError, load, sections
+from memory.config import Config, load, sections
+from memory.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

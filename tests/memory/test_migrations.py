@@ -7,7 +7,8 @@ import asyncio
 import asyncpg
 import pytest
 
-from memory.migrations import MigrationError, available, migrate, pending
+from memory.errors import MigrationError
+from memory.migrations import available, migrate, pending
 
 
 async def test_session_schema_is_fully_migrated_and_rerun_is_a_no_op(pool: asyncpg.Pool) -> None:

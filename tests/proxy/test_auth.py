@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from memory import keys
-from memory.config import ConfigError, load
+from memory.config import load
+from memory.errors import ConfigError
 from tests.conftest import ProxyFactory, fetch_sync, wait_until
 from tests.support.servers import ServerThread
 from tests.support.upstream import FakeUpstream
