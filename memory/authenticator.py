@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import asyncpg
+from cachetools import LRUCache
 
 from memory import db, keys
 from memory.config import AuthConfig
@@ -74,7 +74,8 @@ class Authenticator:
     def __init__(self, pool: asyncpg.Pool, config: AuthConfig) -> None:
         self._pool = pool
         self._config = config
-        self._cache: OrderedDict[bytes, tuple[float, Principal | None]] = OrderedDict()
+        # Each answer with when it is due to be checked again; one past it is still served, while checked.
+        self._cache: LRUCache[bytes, tuple[float, Principal | None]] = LRUCache(CACHE_SIZE)
         self._lookups: dict[bytes, asyncio.Task[Principal | None]] = {}
         self._generation = 0
         """Bumped by :meth:`forget`: a lookup started before it must not cache its (stale) answer."""
@@ -107,7 +108,6 @@ class Authenticator:
     async def _principal(self, digest: bytes) -> Principal | None:
         hit = self._cache.get(digest)
         if hit is not None:
-            self._cache.move_to_end(digest)
             if hit[0] > time.monotonic():
                 return hit[1]
             if hit[1] is not None:  # known: answer now, check again behind the request
@@ -145,6 +145,3 @@ class Authenticator:
                 self._cache[digest] = (expires, stale[1])
             return
         self._cache[digest] = (expires, task.result())
-        self._cache.move_to_end(digest)
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)

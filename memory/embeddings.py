@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 import httpx
 import numpy as np
 import numpy.typing as npt
+from cachetools import LRUCache
 
 from memory.config import Config
 from memory.errors import EmbedderUnavailable
@@ -59,32 +59,11 @@ class Embedder(Protocol):
     async def close(self) -> None: ...
 
 
-class _QueryCache:
-    """Least-recently-used query vectors."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[tuple[str, str], Vector] = OrderedDict()
-
-    def get(self, key: tuple[str, str]) -> Vector | None:
-        vector = self._items.get(key)
-        if vector is not None:
-            self._items.move_to_end(key)
-        return vector
-
-    def put(self, key: tuple[str, str], vector: Vector) -> None:
-        if self._size <= 0:
-            return
-        self._items[key] = vector
-        self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
-
-
 class _Cached:
     """``embed_query`` and ``embed_queries`` through the cache, over a backend's ``_embed_uncached``."""
 
-    _cache: _QueryCache
+    _cache: LRUCache[tuple[str, str], Vector]
+    """Query vectors by (scope, text), least recently used out first (``embeddings.query_cache_size``)."""
 
     async def _embed_uncached(self, texts: Sequence[str]) -> list[Vector]:
         raise NotImplementedError
@@ -101,7 +80,8 @@ class _Cached:
             for i, vector in enumerate(found):
                 if vector is None:
                     found[i] = vector = next(fresh)
-                    self._cache.put((scope, texts[i]), vector)
+                    if self._cache.maxsize:  # 0: no cache
+                        self._cache[(scope, texts[i])] = vector
         return [vector for vector in found if vector is not None]
 
 
@@ -149,7 +129,7 @@ class LocalEmbedder(_Cached):
         # own, so that recall never waits behind a bulk import's batches.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memoire-embed")
         self._query_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memoire-embed-query")
-        self._cache = _QueryCache(cache)
+        self._cache = LRUCache(max(cache, 0))
 
     @property
     def model(self) -> str:
@@ -220,7 +200,7 @@ class RemoteEmbedder(_Cached):
         self._model = model
         self._dimensions = dimensions
         self._dim = dimensions or 0
-        self._cache = _QueryCache(cache)
+        self._cache = LRUCache(max(cache, 0))
 
     @property
     def model(self) -> str:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from cachetools import LRUCache, TTLCache
 
 from memory import browse, db, query_plan, recall, slots, users, writer
 from memory.config import Config
@@ -33,7 +34,12 @@ EmbedderFactory = Callable[[], Embedder]
 
 #: Seconds a user's profile is served from memory before it is read again.
 PROFILE_TTL = 30.0
+#: Users whose profile (and stored id) is kept in process, least recently used out first: the users active
+#: within a few minutes, at a few KB each (a profile is a handful of facts).
 PROFILE_CACHE_SIZE = 50_000
+#: Users whose size (over ``memory.hnsw_threshold`` facts or not) is known, and for how many seconds.
+SIZE_CACHE_SIZE = 100_000
+SIZE_TTL = 300.0
 #: Seconds since it was read that a cached profile still stands in when recall cannot answer in time.
 PROFILE_FALLBACK = 120.0
 
@@ -65,10 +71,12 @@ class Memory:
         )
         self.policy = writer.Policy(dedup_similarity=config.memory.dedup_similarity)
         # Users' profiles (essential facts), and until when they are trusted.
-        self._profiles: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, list[Fact]]] = {}
-        self._user_ids: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
-        # Users known to have more facts than memory.hnsw_threshold, and until when that is trusted.
-        self._large: dict[tuple[uuid.UUID, uuid.UUID], tuple[bool, float]] = {}
+        self._profiles: LRUCache[tuple[uuid.UUID, uuid.UUID], tuple[float, list[Fact]]] = LRUCache(
+            PROFILE_CACHE_SIZE
+        )
+        self._user_ids: LRUCache[tuple[uuid.UUID, str], uuid.UUID] = LRUCache(PROFILE_CACHE_SIZE)
+        # Whether users have more facts than memory.hnsw_threshold.
+        self._large: TTLCache[tuple[uuid.UUID, uuid.UUID], bool] = TTLCache(SIZE_CACHE_SIZE, SIZE_TTL)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -217,9 +225,7 @@ class Memory:
                         degraded.append("embedder")
                     return Recalled(None, [], degraded)
                 large = await self._is_large(conn, tenant_id, user_id)
-            if profile and (tenant_id, user) not in self._user_ids:
-                if len(self._user_ids) >= PROFILE_CACHE_SIZE:
-                    self._user_ids.clear()
+            if profile:
                 self._user_ids[(tenant_id, user)] = user_id
             looked_up = time.perf_counter()
             vectors, embed_ms = await embedding if embedding is not None else (None, 0.0)
@@ -284,8 +290,6 @@ class Memory:
         if cached is not None and cached[0] > now:
             return cached[1]
         found = await browse.essential(conn, tenant_id, user_id, self.config.care.profile_facts)
-        if len(self._profiles) >= PROFILE_CACHE_SIZE:
-            self._profiles.clear()
         self._profiles[key] = (now + PROFILE_TTL, found)
         return found
 
@@ -293,13 +297,10 @@ class Memory:
         """Whether the user has more than ``memory.hnsw_threshold`` facts; counted at most every 5 minutes."""
         key = (tenant_id, user_id)
         cached = self._large.get(key)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        if cached is not None:
+            return cached
         large = await recall.fact_count(conn, tenant_id, user_id) > self.config.memory.hnsw_threshold
-        if len(self._large) > 100_000:
-            self._large.clear()
-        self._large[key] = (large, now + 300)
+        self._large[key] = large
         return large
 
 
