@@ -10,6 +10,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from memory import db, failures
@@ -17,7 +18,7 @@ from memory.errors import NotFound
 from memory.facts import NO_NUL
 from memory.queue import SWEEPS, Task
 from memory.routes.context import AnyRequest, json_body
-from proxy import services as services_
+from proxy.services import Services
 
 
 class RunTask(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -38,28 +39,25 @@ _decoder = msgspec.json.Decoder(RunTask)
 
 
 @post("/v1/admin/jobs/{task:str}", status_code=202, opt={"admin": True, "body": RunTask})
-async def run_task(request: AnyRequest, task: FromPath[str]) -> Queued:
+async def run_task(request: AnyRequest, services: NamedDependency[Services], task: FromPath[str]) -> Queued:
     """Queue a care task now, for everyone or one user."""
     if task not in SWEEPS:
         raise NotFound(f"no task {task!r}; tasks: {', '.join(sorted(SWEEPS))}", param="task")
-    body = await json_body(request, _decoder, b"{}")
-    services = services_.from_scope(request.scope)
+    body = await json_body(request, _decoder, services.config, b"{}")
     job_id = await services.queue.enqueue(Task(task), user=body.user_id)
     return Queued(task=task, job_id=job_id or "")
 
 
 @get("/v1/admin/jobs/failed", opt={"admin": True})
-async def failed_jobs(request: AnyRequest) -> FailedJobs:
+async def failed_jobs(services: NamedDependency[Services]) -> FailedJobs:
     """Jobs that failed for good, newest first, with their reason."""
-    services = services_.from_scope(request.scope)
     async with db.connection(services.pool) as conn:
         return FailedJobs(failed=await failures.listing(conn))
 
 
 @post("/v1/admin/jobs/failed/{failure_id:uuid}/retry", status_code=202, opt={"admin": True})
-async def retry_job(request: AnyRequest, failure_id: FromPath[uuid.UUID]) -> FailedJobs:
+async def retry_job(services: NamedDependency[Services], failure_id: FromPath[uuid.UUID]) -> FailedJobs:
     """Queue a failed job again."""
-    services = services_.from_scope(request.scope)
     queued = await failures.retry(services.pool, services.queue, failure_id)
     if not queued:
         raise NotFound(f"no failed job {failure_id}", param="failure_id")

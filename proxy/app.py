@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, Response, get
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from redis.exceptions import RedisError
 
@@ -23,10 +25,10 @@ from memory.journal import Journal
 from memory.migrations import pending
 from memory.queue import Queue
 from memory.routes import ROUTES
+from memory.routes.context import dependencies
 from memory.service import EmbedderFactory, Memory
 from memory.spool import Spool
 from proxy import heap, ratelimit, tee
-from proxy import services as services_
 from proxy.admin_jobs import failed_jobs, retry_job, run_task
 from proxy.anthropic_messages import create_message
 from proxy.auth import PUBLIC, auth_middleware
@@ -83,9 +85,8 @@ def healthz() -> dict[str, str]:
 
 
 @get("/readyz", opt=PUBLIC)
-async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, object]]:
+async def readyz(services: NamedDependency[Services]) -> Response[dict[str, object]]:
     """The database and Redis answer, and the schema is current; and whether a worker runs."""
-    services = services_.from_scope(request.scope)
     checks: dict[str, object] = {}
     try:
         async with asyncio.timeout(2), services.pool.acquire() as conn:
@@ -121,12 +122,17 @@ async def _worker_state(services: Services) -> str:
     return "ok" if alive else "not running"
 
 
-async def _settle_when_loaded(memory: Memory) -> None:
+async def _settle_when_loaded(memory: NamedDependency[Memory]) -> None:
     if memory.embedder_ready:
         return  # in before the first freeze
     await memory.loaded()
     if memory.embedder_ready:  # a load that failed built nothing to keep
         heap.settle(collect=False)  # serving by now: no full collection, only the freeze
+
+
+def _services(state: State) -> Services:
+    found: Services = state.services
+    return found
 
 
 def create_app(
@@ -166,8 +172,6 @@ def create_app(
         await memory.start()
         owners = ResponseOwners(pool, health)
         upstream = Upstream(config.upstream)  # late: the steps that can fail come first, so no session leaks
-        app.state.memory = memory
-        app.state.intake = intake
         app.state.services = Services(
             config=config,
             upstream=upstream,
@@ -220,6 +224,11 @@ def create_app(
             *ROUTES,
         ],
         lifespan=[lifespan],
+        # What route handlers take as parameters (the raw ASGI relays read services_.from_scope instead).
+        dependencies={
+            **dependencies(_services),
+            "services": Provide(_services, sync_to_thread=False),
+        },
         middleware=[metrics_middleware, auth_middleware],
         exception_handlers={
             MemoireError: _memoire_error,

@@ -7,19 +7,21 @@ afterwards through ``/v1/ingest``.
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 import msgspec
 from litestar import Response, post
+from litestar.di import NamedDependency
 
 from memoire import rules
 from memoire.rules import CONTEXT_TURNS, clip
 from memory import recall
 from memory.facts import NO_NUL
-from memory.routes.context import AnyRequest, json_body, status_headers, tenant
+from memory.routes.context import AnyRequest, json_body, status_headers
 from memory.routes.facts import UserId
-from proxy import services as services_
 from proxy.remember import RECALL_TEMPORAL
+from proxy.services import Services
 
 
 class ContextRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -44,10 +46,11 @@ _decoder = msgspec.json.Decoder(ContextRequest)
 
 
 @post("/v1/context", status_code=200, opt={"body": ContextRequest})
-async def memory_context(request: AnyRequest) -> Response[ContextResponse]:
+async def memory_context(
+    request: AnyRequest, services: NamedDependency[Services], tenant_id: NamedDependency[uuid.UUID]
+) -> Response[ContextResponse]:
     """The memory block the proxy would add for this user and message."""
-    body = await json_body(request, _decoder)
-    services = services_.from_scope(request.scope)
+    body = await json_body(request, _decoder, services.config)
     text = clip(body.query)
     earlier = tuple(clip(turn) for turn in body.context[-CONTEXT_TURNS:])
     block: str | None = None
@@ -57,7 +60,7 @@ async def memory_context(request: AnyRequest) -> Response[ContextResponse]:
         query = recall.Query(
             text=text, limit=services.config.memory.recall_limit, temporal=RECALL_TEMPORAL, context=earlier
         )
-        found = await services.memory.recall_for_call(tenant(request), rules.storable(body.user_id), query)
+        found = await services.memory.recall_for_call(tenant_id, rules.storable(body.user_id), query)
         degraded = found.degraded
         if found.facts or found.profile:
             block, count = services.block.build(found.facts or [], found.profile)

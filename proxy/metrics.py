@@ -19,7 +19,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Response, get
+from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -27,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from memory.errors import QueueUnavailable
-from proxy import services as services_
+from proxy.services import Services
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -96,9 +97,8 @@ REGISTRY.register(_SNAPSHOT)
 
 
 @get("/metrics", opt={"public": True}, include_in_schema=False)
-async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def metrics(services: NamedDependency[Services]) -> Response[bytes]:
     """Prometheus text exposition."""
-    services = services_.from_scope(request.scope)
     try:
         async with asyncio.timeout(1):
             stats = await services.queue.stats()

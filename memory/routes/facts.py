@@ -9,13 +9,15 @@ from typing import Annotated
 
 import msgspec
 from litestar import Response, delete, get, patch, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from memoire import rules
 from memory import browse, db, edits, users
 from memory.errors import InvalidField, NotFound
 from memory.facts import NO_NUL, Fact, FactStatus, NewFact, Outcome, TemporalStatus
-from memory.routes.context import AnyRequest, json_body, memory, status_headers, tenant
+from memory.routes.context import AnyRequest, json_body, status_headers
+from memory.service import Memory
 
 UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=rules.MAX_NAME, pattern=NO_NUL)]
 #: Most facts one ``POST /v1/facts`` takes.
@@ -49,10 +51,12 @@ _decoder = msgspec.json.Decoder(FactsRequest)
 
 
 @post("/v1/facts", status_code=200, opt={"body": FactsRequest})
-async def create_facts(request: AnyRequest) -> Response[FactsResponse]:
+async def create_facts(
+    request: AnyRequest, memory: NamedDependency[Memory], tenant_id: NamedDependency[uuid.UUID]
+) -> Response[FactsResponse]:
     """Remember facts through the same embed → dedup → supersede path as extraction; all or nothing."""
-    body = await json_body(request, _decoder)
-    results = await memory(request).remember(tenant(request), body.user_id, body.facts)
+    body = await json_body(request, _decoder, memory.config)
+    results = await memory.remember(tenant_id, body.user_id, body.facts)
     return Response(
         FactsResponse(results=[FactResult(r.id, r.outcome) for r in results]), headers=status_headers([])
     )
@@ -81,7 +85,8 @@ def _decode_cursor(text: str | None) -> browse.Cursor | None:
 
 @get("/v1/users/{user_id:str}/facts")
 async def list_user_facts(
-    request: AnyRequest,
+    memory: NamedDependency[Memory],
+    tenant_id: NamedDependency[uuid.UUID],
     user_id: FromPath[str],
     status: FromQuery[list[FactStatus] | None] = None,
     temporal: FromQuery[list[TemporalStatus] | None] = None,
@@ -96,32 +101,33 @@ async def list_user_facts(
         if value and "\x00" in value:
             raise InvalidField(f"{name} holds a NUL character", param=name)
     filters = browse.Filters(statuses=status or ("active",), temporal=temporal, slot=slot, category=category)
-    mem = memory(request)
-    async with db.connection(mem.pool) as conn:
-        user = await users.find(conn, tenant(request), user_id)
+    async with db.connection(memory.pool) as conn:
+        user = await users.find(conn, tenant_id, user_id)
         if user is None:
             raise NotFound(f"no user {user_id!r}", param="user_id")
-        facts, next_cursor = await browse.list_facts(
-            conn, tenant(request), user, filters, limit=limit, after=after
-        )
+        facts, next_cursor = await browse.list_facts(conn, tenant_id, user, filters, limit=limit, after=after)
     return FactsPage(facts=facts, next_cursor=_encode_cursor(next_cursor))
 
 
 @get("/v1/facts/{fact_id:uuid}/history")
-async def fact_history(request: AnyRequest, fact_id: FromPath[uuid.UUID]) -> History:
+async def fact_history(
+    memory: NamedDependency[Memory], tenant_id: NamedDependency[uuid.UUID], fact_id: FromPath[uuid.UUID]
+) -> History:
     """The fact, what it superseded and what superseded it, oldest first."""
-    async with db.connection(memory(request).pool) as conn:
-        chain = await browse.history(conn, tenant(request), fact_id)
+    async with db.connection(memory.pool) as conn:
+        chain = await browse.history(conn, tenant_id, fact_id)
     if not chain:
         raise NotFound(f"no fact {fact_id}", param="fact_id")
     return History(history=chain)
 
 
 @get("/v1/facts/{fact_id:uuid}")
-async def get_fact(request: AnyRequest, fact_id: FromPath[uuid.UUID]) -> Fact:
+async def get_fact(
+    memory: NamedDependency[Memory], tenant_id: NamedDependency[uuid.UUID], fact_id: FromPath[uuid.UUID]
+) -> Fact:
     """One fact, whatever its status."""
-    async with db.connection(memory(request).pool) as conn:
-        fact = await edits.get(conn, tenant(request), fact_id)
+    async with db.connection(memory.pool) as conn:
+        fact = await edits.get(conn, tenant_id, fact_id)
     if fact is None:
         raise NotFound(f"no fact {fact_id}", param="fact_id")
     return fact
@@ -131,26 +137,32 @@ _patch_decoder = msgspec.json.Decoder(edits.FactPatch)
 
 
 @patch("/v1/facts/{fact_id:uuid}", opt={"body": edits.FactPatch})
-async def patch_fact(request: AnyRequest, fact_id: FromPath[uuid.UUID]) -> Fact:
+async def patch_fact(
+    request: AnyRequest,
+    memory: NamedDependency[Memory],
+    tenant_id: NamedDependency[uuid.UUID],
+    fact_id: FromPath[uuid.UUID],
+) -> Fact:
     """Correct a fact: only the fields given change; a new text is embedded again."""
-    body = await json_body(request, _patch_decoder)
-    mem = memory(request)
+    body = await json_body(request, _patch_decoder, memory.config)
     embedding = None
     if isinstance(body.text, str):
-        embedder = mem.embedder
+        embedder = memory.embedder
         embedding = ((await embedder.embed([body.text]))[0], embedder.model)
-    async with db.transaction(mem.pool) as conn:
-        fact = await edits.update(conn, tenant(request), fact_id, body, embedding)
+    async with db.transaction(memory.pool) as conn:
+        fact = await edits.update(conn, tenant_id, fact_id, body, embedding)
     if fact is None:
         raise NotFound(f"no fact {fact_id}", param="fact_id")
-    mem.forget_profile(tenant(request))
+    memory.forget_profile(tenant_id)
     return fact
 
 
 @delete("/v1/facts/{fact_id:uuid}", status_code=204)
-async def delete_fact(request: AnyRequest, fact_id: FromPath[uuid.UUID]) -> None:
+async def delete_fact(
+    memory: NamedDependency[Memory], tenant_id: NamedDependency[uuid.UUID], fact_id: FromPath[uuid.UUID]
+) -> None:
     """Delete a fact and its vector for good."""
-    async with db.transaction(memory(request).pool) as conn:
-        if not await edits.delete(conn, tenant(request), fact_id):
+    async with db.transaction(memory.pool) as conn:
+        if not await edits.delete(conn, tenant_id, fact_id):
             raise NotFound(f"no fact {fact_id}", param="fact_id")
-    memory(request).forget_profile(tenant(request))
+    memory.forget_profile(tenant_id)

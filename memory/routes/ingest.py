@@ -14,12 +14,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Response, post
+from litestar.di import NamedDependency
 
 from memory.exchanges import Exchange, new_id, now
 from memory.facts import NO_NUL, Moment, check_range
 from memory.intake import Intake
-from memory.routes.context import AnyRequest, json_body, status_headers, tenant
+from memory.routes.context import AnyRequest, json_body, status_headers
 from memory.routes.facts import UserId
+from memory.service import Memory
 
 #: Namespace of exchange ids derived from idempotency keys.
 _IDEMPOTENCY_NS = uuid.UUID("6f1c1b6e-93a4-4c8e-9a55-0b8d5e2f4a10")
@@ -63,10 +65,15 @@ def _message(message: IngestMessage) -> dict[str, Any]:
 
 
 @post("/v1/ingest", status_code=202, opt={"body": IngestRequest})
-async def ingest(request: AnyRequest) -> Response[IngestResponse]:
+async def ingest(
+    request: AnyRequest,
+    memory: NamedDependency[Memory],
+    tenant_id: NamedDependency[uuid.UUID],
+    intake: NamedDependency[Intake],
+) -> Response[IngestResponse]:
     """Accept an exchange for extraction: 202 once it is safe on disk; extraction follows in the worker."""
-    body = await json_body(request, _decoder)
-    tenant_id = tenant(request)
+    body = await json_body(request, _decoder, memory.config)
+    tenant_id = tenant_id
     exchange_id = (
         uuid.uuid5(_IDEMPOTENCY_NS, f"{tenant_id}:{body.user_id}:{body.idempotency_key}")
         if body.idempotency_key
@@ -84,6 +91,5 @@ async def ingest(request: AnyRequest) -> Response[IngestResponse]:
         occurred_at=max(stamps) if stamps else now(),
         metadata=body.metadata,
     )
-    intake: Intake = request.app.state.intake
     await intake.accept(exchange)
     return Response(IngestResponse(id=exchange_id), status_code=202, headers=status_headers([]))

@@ -7,13 +7,16 @@ from typing import Annotated
 
 import msgspec
 from litestar import delete, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
 from memoire import rules
 from memory import db, keys
+from memory.authenticator import Authenticator
 from memory.errors import NotFound
 from memory.facts import NO_NUL
-from memory.routes.context import AnyRequest, json_body, memory
+from memory.routes.context import AnyRequest, json_body
+from memory.service import Memory
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 
@@ -42,10 +45,10 @@ _decoder = msgspec.json.Decoder(CreateKey)
 
 
 @post("/v1/admin/keys", status_code=201, opt={"admin": True, "body": CreateKey})
-async def create_key(request: AnyRequest) -> CreatedKey:
+async def create_key(request: AnyRequest, memory: NamedDependency[Memory]) -> CreatedKey:
     """Create an API key (``mk_…``), shown once, for a tenant."""
-    body = await json_body(request, _decoder)
-    async with db.connection(memory(request).pool) as conn:
+    body = await json_body(request, _decoder, memory.config)
+    async with db.connection(memory.pool) as conn:
         new = await keys.create(
             conn, body.name, tenant=body.tenant, default_user=body.default_user, rate_limit=body.rate_limit
         )  # a tenant's name taken: TenantExists, a Conflict on ``tenant``
@@ -53,18 +56,22 @@ async def create_key(request: AnyRequest) -> CreatedKey:
 
 
 @get("/v1/admin/keys", opt={"admin": True})
-async def list_keys(request: AnyRequest, include_revoked: FromQuery[bool] = False) -> KeyList:
+async def list_keys(memory: NamedDependency[Memory], include_revoked: FromQuery[bool] = False) -> KeyList:
     """Every key (not the keys themselves), oldest first."""
-    async with db.connection(memory(request).pool) as conn:
+    async with db.connection(memory.pool) as conn:
         return KeyList(keys=await keys.listing(conn, include_revoked=include_revoked))
 
 
 @delete("/v1/admin/keys/{key_id:uuid}", status_code=200, opt={"admin": True})
-async def revoke_key(request: AnyRequest, key_id: FromPath[uuid.UUID]) -> keys.KeyInfo:
+async def revoke_key(
+    memory: NamedDependency[Memory],
+    authenticator: NamedDependency[Authenticator],
+    key_id: FromPath[uuid.UUID],
+) -> keys.KeyInfo:
     """Revoke a key: at once in this process, within ``auth.cache_ttl`` seconds in the others."""
-    async with db.connection(memory(request).pool) as conn:
+    async with db.connection(memory.pool) as conn:
         info = await keys.revoke(conn, key_id)
     if info is None:
         raise NotFound(f"no key {key_id}", param="key_id")
-    request.app.state.services.auth.forget()
+    authenticator.forget()
     return info

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Literal
 
 import msgspec
 from litestar import Response, post
+from litestar.di import NamedDependency
 
 from memory import recall
 from memory.errors import NotFound
 from memory.facts import TEMPORAL_STATUSES, Category, Fact, TemporalStatus
-from memory.routes.context import AnyRequest, json_body, memory, status_headers, tenant
+from memory.routes.context import AnyRequest, json_body, status_headers
 from memory.routes.facts import UserId
+from memory.service import Memory
 
 
 class RecallRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -36,9 +39,11 @@ _decoder = msgspec.json.Decoder(RecallRequest)
 
 
 @post("/v1/recall", status_code=200, opt={"body": RecallRequest})
-async def recall_facts(request: AnyRequest) -> Response[RecallResponse]:
+async def recall_facts(
+    request: AnyRequest, memory: NamedDependency[Memory], tenant_id: NamedDependency[uuid.UUID]
+) -> Response[RecallResponse]:
     """The user's facts for the query's parts, ranked and fused; current ones unless ``temporal`` asks."""
-    body = await json_body(request, _decoder)
+    body = await json_body(request, _decoder, memory.config)
     temporal: tuple[TemporalStatus, ...] = (
         TEMPORAL_STATUSES if "all" in body.temporal else tuple(t for t in body.temporal if t != "all")
     )
@@ -50,7 +55,7 @@ async def recall_facts(request: AnyRequest) -> Response[RecallResponse]:
         min_score=body.min_score,
         context=tuple(body.context[-2:]),
     )
-    found = await memory(request).recall_for_call(tenant(request), body.user_id, query, profile=False)
+    found = await memory.recall_for_call(tenant_id, body.user_id, query, profile=False)
     if found.facts is None:
         raise NotFound(f"no user {body.user_id!r}", param="user_id")
     headers = status_headers(found.degraded)

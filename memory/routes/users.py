@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+
 import msgspec
 from litestar import delete, get
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
 from memoire import rules
 from memory import browse, db, purge, users
 from memory.errors import Conflict, NotFound
 from memory.intake import Intake
-from memory.routes.context import AnyRequest, memory, tenant
+from memory.service import Memory
 
 
 class Forgotten(msgspec.Struct, kw_only=True):
@@ -21,21 +24,21 @@ class Forgotten(msgspec.Struct, kw_only=True):
 
 
 @get("/v1/users/{user_id:str}/profile")
-async def user_profile(request: AnyRequest, user_id: FromPath[str]) -> browse.Profile:
+async def user_profile(
+    memory: NamedDependency[Memory], tenant_id: NamedDependency[uuid.UUID], user_id: FromPath[str]
+) -> browse.Profile:
     """Who the user is now (current single-valued facts) and how many facts Mémoire holds, by status."""
-    async with db.connection(memory(request).pool) as conn:
-        found = await users.find(conn, tenant(request), user_id)
-        profile = None if found is None else await browse.profile(conn, tenant(request), found)
+    async with db.connection(memory.pool) as conn:
+        found = await users.find(conn, tenant_id, user_id)
+        profile = None if found is None else await browse.profile(conn, tenant_id, found)
     if profile is None:
         raise NotFound(f"no user {user_id!r}", param="user_id")
     return profile
 
 
-async def _forget(request: AnyRequest, user_id: str) -> Forgotten:
-    tenant_id = tenant(request)
+async def _forget(memory: Memory, intake: Intake, tenant_id: uuid.UUID, user_id: str) -> Forgotten:
     name = rules.storable(user_id)
-    intake: Intake = request.app.state.intake
-    pool = memory(request).pool
+    pool = memory.pool
 
     async with db.transaction(pool) as conn:
         # Storing the user's exchanges waits on this lock, in every API process, and then stores only
@@ -43,7 +46,7 @@ async def _forget(request: AnyRequest, user_id: str) -> Forgotten:
         await users.lock_names(conn, [(tenant_id, name)])
         spooled = await intake.drop_spooled(tenant_id, name)
         purged = await purge.purge_user(conn, tenant_id, name)
-    memory(request).forget_profile(tenant_id)
+    memory.forget_profile(tenant_id)
     if purged is None and not spooled:
         raise NotFound(f"no user {user_id!r}", param="user_id")
     deleted = purged or purge.Purged()
@@ -56,13 +59,23 @@ async def _forget(request: AnyRequest, user_id: str) -> Forgotten:
 
 
 @delete("/v1/users/{user_id:str}", status_code=200)
-async def forget_user(request: AnyRequest, user_id: FromPath[str]) -> Forgotten:
+async def forget_user(
+    memory: NamedDependency[Memory],
+    intake: NamedDependency[Intake],
+    tenant_id: NamedDependency[uuid.UUID],
+    user_id: FromPath[str],
+) -> Forgotten:
     """Delete every fact, embedding, chat log, session and spooled exchange of the user, then check that
     nothing is left."""
-    return await _forget(request, user_id)
+    return await _forget(memory, intake, tenant_id, user_id)
 
 
 @delete("/v1/users", status_code=200)
-async def forget_user_by_query(request: AnyRequest, user_id: FromQuery[str]) -> Forgotten:
+async def forget_user_by_query(
+    memory: NamedDependency[Memory],
+    intake: NamedDependency[Intake],
+    tenant_id: NamedDependency[uuid.UUID],
+    user_id: FromQuery[str],
+) -> Forgotten:
     """As ``DELETE /v1/users/{user_id}``, for user ids a path cannot carry (with ``/``)."""
-    return await _forget(request, user_id)
+    return await _forget(memory, intake, tenant_id, user_id)
