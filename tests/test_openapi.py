@@ -17,9 +17,8 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from tests.conftest import ProxyFactory
-from tests.proxy.test_auth import ADMIN, new_key
-from tests.support.servers import ServerThread
+from tests.support.keys import ADMIN, new_key
+from tests.support.servers import ProxyFactory, ServerThread
 
 pytestmark = pytest.mark.usefixtures("db")
 

@@ -57,11 +57,11 @@ async def extract_facts(ctx: dict[str, Any], tenant_id: str, chat_log_id: str) -
         return f"pending: {exc}"
     await count_extraction(ctx["redis"], outcome)
     if outcome in ("extracted", "already-extracted"):  # the latter: a rerun after a crash before the chain
-        await _chain(ctx, Task.RUN_DEDUPLICATION, tenant_id, chat_log_id=chat_log_id)
+        await chain(ctx, Task.RUN_DEDUPLICATION, tenant_id, chat_log_id=chat_log_id)
     return outcome
 
 
-async def _chain(ctx: dict[str, Any], task: Task, tenant_id: str, **key: str) -> None:
+async def chain(ctx: dict[str, Any], task: Task, tenant_id: str, **key: str) -> None:
     """Queue the next step of the per-user pipeline; one job per user while it waits (its id says so)."""
     if "chat_log_id" in key:
         async with db.connection(ctx["pool"]) as conn:
@@ -111,7 +111,7 @@ async def run_deduplication(
         ctx["pool"], uuid.UUID(tenant_id), uuid.UUID(user_id), ctx["config"].memory.dedup_similarity,
         since=datetime.now(UTC) - RECENT, hnsw_threshold=ctx["config"].memory.hnsw_threshold,
     )  # fmt: skip
-    await _chain(ctx, Task.RUN_SUPERSESSION, tenant_id, user_id=user_id)
+    await chain(ctx, Task.RUN_SUPERSESSION, tenant_id, user_id=user_id)
     return dict(report)
 
 

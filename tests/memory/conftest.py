@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.memory.test_facts_api import Api
+from tests.support.facts import Api
 from tests.support.servers import ServerThread
 
 

@@ -19,7 +19,7 @@ from memory.config import CareConfig, LLMConfig
 from memory.embeddings import LocalEmbedder
 from memory.exchanges import DEFAULT_TENANT_ID
 from memory.extraction.llm import create as create_llm
-from tests.memory.test_facts_api import Api
+from tests.support.facts import Api, insert_facts
 from tests.support.llm import FakeLLM
 
 pytestmark = pytest.mark.usefixtures("db")
@@ -96,22 +96,6 @@ async def test_many_users_are_walked_in_batches(api: Api, db: asyncpg.Pool) -> N
     assert await decay_stale_facts(db, CARE, later, user="user-03") == {"users": 1}
     levels = {round(float(c), 4) for c in await db.fetchval("SELECT array_agg(confidence) FROM memory_facts")}
     assert levels == {round(0.8 * 0.5 ** (120 / 90), 4)}
-
-
-async def insert_facts(db: asyncpg.Pool, embedder: LocalEmbedder, user: str, *facts: dict[str, Any]) -> None:
-    """Facts written straight into the table, past the write path: what care tasks must repair."""
-    vectors = await embedder.embed([f["text"] for f in facts])
-    async with db.acquire() as conn:
-        user_id = await users.ensure(conn, DEFAULT_TENANT_ID, user)
-        for fact, vector in zip(facts, vectors, strict=True):
-            await conn.execute(
-                """INSERT INTO memory_facts (tenant_id, user_id, text, slot, value, valid_from, observed_at,
-                       source_chat_log_ids, embedding, embedding_model, embedding_dim, created_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'all-MiniLM-L6-v2', 384, $10)""",
-                DEFAULT_TENANT_ID, user_id, fact["text"], fact.get("slot"), fact.get("value"),
-                fact.get("valid_from"), fact.get("observed_at", datetime.now(UTC)), fact.get("sources", []),
-                vector, fact.get("created_at", datetime.now(UTC)),
-            )  # fmt: skip
 
 
 async def user_key(db: asyncpg.Pool, user: str) -> tuple[uuid.UUID, uuid.UUID]:

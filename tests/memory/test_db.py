@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from memory import db
-from tests.conftest import make_config
+from tests.support.config import make_config
 
 
 async def test_pooled_connections_plan_each_statement_for_its_own_values(pg_dsn: str) -> None:

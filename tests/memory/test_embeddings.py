@@ -15,8 +15,7 @@ import pytest
 from memory import embeddings
 from memory.embeddings import LocalEmbedder, RemoteEmbedder
 from memory.errors import EmbedderUnavailable
-from tests.conftest import ProxyFactory
-from tests.support.servers import ServerThread
+from tests.support.servers import ProxyFactory, ServerThread
 
 
 async def test_local_vectors_are_unit_length_and_closer_for_closer_meanings(embedder: LocalEmbedder) -> None:
@@ -39,7 +38,7 @@ async def test_queries_are_embedded_by_the_int8_copy_close_to_full_precision(emb
 
 
 async def test_without_quantized_queries_no_int8_copy_is_made_and_queries_match_facts(tmp_path: Path) -> None:
-    from tests.conftest import MODEL_DIR, make_config
+    from tests.support.config import MODEL_DIR, make_config
 
     [exported] = [d for d in MODEL_DIR.iterdir() if d.is_dir()]
     copy = tmp_path / "models" / exported.name

@@ -16,7 +16,7 @@ from memory.health import Health
 from memory.intake import Intake
 from memory.queue import extraction_id
 from memory.spool import Spool
-from tests.conftest import eventually
+from tests.support.waiting import eventually
 from worker import queue
 
 

@@ -6,11 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 
-from tests.conftest import ProxyFactory
-from tests.support.servers import ServerThread
+from tests.support.facts import Api, texts
+from tests.support.servers import ProxyFactory
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -20,33 +19,6 @@ def iso(moment: datetime) -> str:
 
 
 NOW = datetime.now(UTC)
-
-
-class Api:
-    def __init__(self, server: ServerThread) -> None:
-        self.client = httpx.Client(base_url=server.url, timeout=30)
-
-    def facts(self, user: str, *facts: dict[str, Any], status: int = 200) -> list[dict[str, Any]]:
-        response = self.client.post("/v1/facts", json={"user_id": user, "facts": list(facts)})
-        assert response.status_code == status, response.text
-        return response.json()["results"] if status == 200 else response.json()
-
-    def recall(self, user: str, query: str = "", **body: Any) -> list[dict[str, Any]]:
-        response = self.client.post("/v1/recall", json={"user_id": user, "query": query, **body})
-        assert response.status_code == 200, response.text
-        assert response.headers["x-memoire-status"] == "ok"
-        facts: list[dict[str, Any]] = response.json()["facts"]
-        return facts
-
-    def listing(self, user: str, **params: Any) -> dict[str, Any]:
-        response = self.client.get(f"/v1/users/{user}/facts", params=params)
-        assert response.status_code == 200, response.text
-        page: dict[str, Any] = response.json()
-        return page
-
-
-def texts(facts: list[dict[str, Any]]) -> list[str]:
-    return [f["text"] for f in facts]
 
 
 def test_a_move_supersedes_the_old_city_which_becomes_past(api: Api) -> None:

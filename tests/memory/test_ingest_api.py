@@ -10,10 +10,11 @@ import httpx
 import pytest
 
 from memory.embeddings import LocalEmbedder
-from tests.conftest import eventually, make_config
+from tests.support.config import make_config
+from tests.support.jobs import run_burst
 from tests.support.llm import FakeLLM
 from tests.support.servers import ServerThread
-from tests.worker.test_tasks import run_burst
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("db")
 

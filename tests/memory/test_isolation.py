@@ -9,10 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ProxyFactory, fetch_sync, wait_until
-from tests.proxy.test_auth import ADMIN, new_key
-from tests.support.servers import ServerThread
+from tests.support.db import fetch_sync
+from tests.support.keys import ADMIN, new_key
+from tests.support.servers import ProxyFactory, ServerThread
 from tests.support.upstream import FakeUpstream
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("db")
 

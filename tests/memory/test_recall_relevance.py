@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.memory.test_facts_api import Api, texts
+from tests.support.facts import Api, texts
 from tests.support.life import LIFE
 
 pytestmark = pytest.mark.usefixtures("db")

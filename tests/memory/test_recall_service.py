@@ -9,7 +9,7 @@ import pytest
 from memory import db, embeddings, recall
 from memory.facts import NewFact
 from memory.service import Memory
-from tests.conftest import make_config
+from tests.support.config import make_config
 from tests.support.llm import FakeLLM
 
 

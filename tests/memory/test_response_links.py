@@ -9,7 +9,7 @@ import pytest
 from memory import exchanges, keys, purge, response_links
 from memory.exchanges import DEFAULT_TENANT_ID
 from memory.response_links import Link, encode
-from tests.worker.test_tasks import said
+from tests.support.jobs import said
 
 
 async def test_a_link_is_found_only_under_its_tenant(db: asyncpg.Pool) -> None:

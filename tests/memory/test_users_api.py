@@ -10,8 +10,9 @@ import pytest
 
 from memory.exchanges import DEFAULT_TENANT_ID, Exchange, now, pack
 from memory.spool import Spool
-from tests.conftest import fetch_sync, wait_until
-from tests.memory.test_facts_api import Api
+from tests.support.db import fetch_sync
+from tests.support.facts import Api
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("db")
 

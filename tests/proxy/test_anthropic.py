@@ -17,14 +17,15 @@ import httpx
 import pytest
 
 from proxy.memory_block import CLOSE, OPEN
-from tests.conftest import ProxyFactory, fetch_sync, wait_until
-from tests.proxy.test_auth import ADMIN, new_key
-from tests.proxy.test_memory import remember
 from tests.support import anthropic_fake
+from tests.support.blocks import remember
+from tests.support.db import fetch_sync
+from tests.support.keys import ADMIN, new_key
 from tests.support.recorded import chat_logs as logs
 from tests.support.recorded import sent
-from tests.support.servers import ServerThread
+from tests.support.servers import ProxyFactory, ServerThread
 from tests.support.upstream import FakeUpstream
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("db")
 

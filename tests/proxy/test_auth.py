@@ -17,14 +17,14 @@ import pytest
 from memory import keys
 from memory.config import load
 from memory.errors import ConfigError
-from tests.conftest import ProxyFactory, fetch_sync, wait_until
-from tests.support.servers import ServerThread
+from tests.support.db import fetch_sync
+from tests.support.keys import ADMIN, SERVER_PROVIDER_KEY, new_key
+from tests.support.servers import ProxyFactory, ServerThread
 from tests.support.upstream import FakeUpstream
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("db")
 
-ADMIN = "admin-secret-for-tests"
-SERVER_PROVIDER_KEY = "sk-server-side"
 ASK = {"model": "fake-chat", "messages": [{"role": "user", "content": "hello"}]}
 
 
@@ -37,15 +37,6 @@ def server(start_proxy: ProxyFactory) -> ServerThread:
 def http(server: ServerThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
-
-
-def new_key(http: httpx.Client, name: str, **fields: Any) -> str:
-    response = http.post(
-        "/v1/admin/keys", json={"name": name, **fields}, headers={"authorization": f"Bearer {ADMIN}"}
-    )
-    assert response.status_code == 201, response.text
-    key: str = response.json()["key"]
-    return key
 
 
 def assert_openai_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

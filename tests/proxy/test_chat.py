@@ -10,9 +10,10 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import ProxyFactory, eventually, fetch_sync, wait_until
-from tests.support.servers import ServerThread
+from tests.support.db import fetch_sync
+from tests.support.servers import ProxyFactory, ServerThread, proxy_flush
 from tests.support.upstream import TOOL_CALLS, FakeUpstream, completion
+from tests.support.waiting import eventually, wait_until
 
 pytestmark = pytest.mark.usefixtures("db")
 
@@ -188,15 +189,6 @@ async def test_upstream_errors_come_back_verbatim(
         assert response.headers["retry-after"] == "7"
     await proxy_flush(proxy)
     assert await logs(db) == []
-
-
-async def proxy_flush(proxy: ServerThread) -> None:
-    """Wait until the proxy's intake has delivered everything it was given."""
-    from litestar import Litestar
-
-    app = proxy.app
-    assert isinstance(app, Litestar)
-    proxy.call(app.state.services.intake.flush())
 
 
 async def test_only_new_messages_of_a_conversation_are_recorded(

@@ -11,8 +11,7 @@ import httpx
 import pytest
 from litestar import Litestar
 
-from tests.conftest import ProxyFactory
-from tests.support.servers import ServerThread
+from tests.support.servers import ProxyFactory, ServerThread
 from tests.support.upstream import FakeUpstream
 
 pytestmark = pytest.mark.usefixtures("db")

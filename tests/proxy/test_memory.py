@@ -14,12 +14,13 @@ import pytest
 import tiktoken
 
 from memory.errors import EmbedderUnavailable
-from proxy.memory_block import CLOSE, OPEN
-from tests.conftest import ProxyFactory, fetch_sync
+from proxy.memory_block import OPEN
+from tests.support.blocks import block_of, remember
+from tests.support.db import fetch_sync
 from tests.support.extraction import extract_pending
 from tests.support.life import LIFE
 from tests.support.llm import FakeLLM
-from tests.support.servers import ServerThread
+from tests.support.servers import ProxyFactory, ServerThread
 from tests.support.services import StoppablePostgres
 from tests.support.upstream import FakeUpstream
 
@@ -30,11 +31,6 @@ pytestmark = pytest.mark.usefixtures("db")
 def client(proxy: ServerThread) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=proxy.url, timeout=30) as http:
         yield http
-
-
-def remember(client: httpx.Client, user: str, *facts: dict[str, Any]) -> None:
-    response = client.post("/v1/facts", json={"user_id": user, "facts": list(facts)})
-    assert response.status_code == 200, response.text
 
 
 def chat(client: httpx.Client, body: dict[str, Any] | bytes, **headers: str) -> httpx.Response:
@@ -61,14 +57,6 @@ def the_block(messages: list[dict[str, Any]]) -> str:
     """The memory block, from the one message that holds it."""
     [holder] = [m for m in messages if OPEN in json.dumps(m["content"])]
     return block_of(holder)
-
-
-def block_of(message: dict[str, Any]) -> str:
-    content = message["content"]
-    text = content if isinstance(content, str) else content[-1]["text"]
-    assert text.count(OPEN) == 1
-    assert text.count(CLOSE) == 1
-    return text[text.index(OPEN) : text.index(CLOSE) + len(CLOSE)]
 
 
 def test_the_provider_sees_current_and_past_facts_in_a_new_system_message(
@@ -347,7 +335,7 @@ async def test_end_to_end_a_fact_said_in_one_call_reaches_the_next_calls_system_
         async def stored() -> bool:
             return bool(await db.fetchval("SELECT count(*) FROM chat_logs"))
 
-        from tests.conftest import eventually
+        from tests.support.waiting import eventually
 
         await eventually(stored)
         await extract_pending(llm_url, redis_url, pg_dsn, embedder)
@@ -459,7 +447,7 @@ async def test_system_content_passes_byte_for_byte_and_huge_names_degrade_nothin
         rows = await db.fetch("SELECT external_id FROM users WHERE external_id LIKE 'uuu%'")
         return rows if len(rows) == 2 else None
 
-    from tests.conftest import eventually
+    from tests.support.waiting import eventually
 
     names = [r["external_id"] for r in await eventually(stored)]
     assert all(len(name) == 256 for name in names)

@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from memory.embeddings import LocalEmbedder
-from tests.conftest import eventually
+from tests.support.jobs import config, run_burst
 from tests.support.llm import FakeLLM
 from tests.support.servers import ServerThread
-from tests.worker.test_tasks import config, run_burst
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("db")
 

@@ -11,9 +11,9 @@ import openai
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import ProxyFactory, eventually
-from tests.support.servers import ServerThread
+from tests.support.servers import ProxyFactory, ServerThread
 from tests.support.services import StoppablePostgres, StoppableRedis
+from tests.support.waiting import eventually
 
 QUEUE = "memoire:queue"
 

@@ -7,9 +7,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import ProxyFactory
-from tests.proxy.test_chat import proxy_flush
-from tests.support.servers import ServerThread
+from tests.support.servers import ProxyFactory, ServerThread, proxy_flush
 from tests.support.upstream import FakeUpstream
 
 pytestmark = pytest.mark.usefixtures("db")

@@ -15,14 +15,15 @@ import pytest
 
 from proxy import responses_reply
 from proxy.memory_block import OPEN
-from tests.conftest import ProxyFactory, fetch_sync, wait_until
-from tests.proxy.test_auth import ADMIN, SERVER_PROVIDER_KEY, new_key
-from tests.proxy.test_memory import block_of, remember
 from tests.support import responses_fake
+from tests.support.blocks import block_of, remember
+from tests.support.db import fetch_sync
+from tests.support.keys import ADMIN, SERVER_PROVIDER_KEY, new_key
 from tests.support.recorded import chat_logs as logs
 from tests.support.recorded import sent
-from tests.support.servers import ServerThread
+from tests.support.servers import ProxyFactory, ServerThread
 from tests.support.upstream import FakeUpstream
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("db")
 

@@ -11,9 +11,9 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import ProxyFactory, eventually
-from tests.support.servers import ServerThread
+from tests.support.servers import ProxyFactory, ServerThread
 from tests.support.upstream import FakeUpstream, streamed_text
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("db")
 

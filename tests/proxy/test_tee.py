@@ -27,11 +27,11 @@ from memory.exchanges import DEFAULT_TENANT_ID, new_id
 from proxy.anthropic_messages import MESSAGES
 from proxy.responses import RESPONSES
 from proxy.tee import CHAT, Capture, revive
-from tests.conftest import ProxyFactory, eventually
 from tests.support.extraction import Body, extracted
 from tests.support.llm import FakeLLM
-from tests.support.servers import ServerThread
+from tests.support.servers import ProxyFactory, ServerThread
 from tests.support.upstream import FakeUpstream
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("db")
 

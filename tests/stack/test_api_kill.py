@@ -21,8 +21,10 @@ import httpx
 import pytest
 
 from bench.faults.stack import api_processes, gone
-from tests.conftest import MODEL_DIR, fetch_sync, wait_until
+from tests.support.config import MODEL_DIR
+from tests.support.db import fetch_sync
 from tests.support.services import free_port
+from tests.support.waiting import wait_until
 
 #: Calls in flight at once, and seconds of traffic before and after the kill.
 CONCURRENCY = 8

@@ -11,9 +11,10 @@ import asyncpg
 import httpx
 
 from memory import exchanges
-from tests.conftest import MODEL_DIR, ProxyFactory
+from tests.support.config import MODEL_DIR
+from tests.support.jobs import said
 from tests.support.llm import FakeLLM
-from tests.worker.test_tasks import said
+from tests.support.servers import ProxyFactory
 
 
 def run_jobs(
@@ -114,7 +115,7 @@ async def test_decay_runs_on_demand_and_reports_what_it_changed(
 async def test_deduplication_and_supersession_run_on_demand_over_every_user(
     db: asyncpg.Pool, pg_dsn: str, llm_url: str, embedder: Any
 ) -> None:
-    from tests.memory.test_care import insert_facts
+    from tests.support.facts import insert_facts
 
     await insert_facts(db, embedder, "ana", {"text": "Likes jazz"}, {"text": "Likes jazz"})
     await insert_facts(

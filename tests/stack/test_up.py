@@ -16,9 +16,10 @@ import openai
 import pytest
 
 from stack.local import EmbeddedPostgres, auto_shared_buffers, redis_answers, running_embedded_dsn
-from tests.conftest import MODEL_DIR, wait_until
+from tests.support.config import MODEL_DIR
 from tests.support.llm import FakeLLM
 from tests.support.services import free_port
+from tests.support.waiting import wait_until
 
 
 def start_up(

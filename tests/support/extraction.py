@@ -10,9 +10,10 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.conftest import eventually, make_config
+from tests.support.config import make_config
+from tests.support.jobs import run_burst
 from tests.support.llm import FakeLLM
-from tests.worker.test_tasks import run_burst
+from tests.support.waiting import eventually
 
 
 async def extract_pending(llm_url: str, redis_url: str, pg_dsn: str, embedder: Any) -> None:

@@ -8,8 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from tests.conftest import fetch_sync, wait_until
+from tests.support.db import fetch_sync
 from tests.support.upstream import FakeUpstream
+from tests.support.waiting import wait_until
 
 
 def sent(fake: FakeUpstream) -> dict[str, Any]:

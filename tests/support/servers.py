@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import uvicorn
@@ -95,3 +95,15 @@ async def read_body(receive: Any) -> bytes:
         body += message.get("body", b"")
         if not message.get("more_body"):
             return body
+
+
+ProxyFactory = Callable[..., ServerThread]
+
+
+async def proxy_flush(proxy: ServerThread) -> None:
+    """Wait until the proxy's intake has delivered everything it was given."""
+    from litestar import Litestar
+
+    app = proxy.app
+    assert isinstance(app, Litestar)
+    proxy.call(app.state.services.intake.flush())

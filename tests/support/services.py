@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from memory.migrations import migrate
-from stack.local import _pg, redis_answers
+from stack.local import load_embedded_postgres, redis_answers
 
 
 def free_port() -> int:
@@ -54,7 +54,7 @@ class StoppableRedis:
 
 class StoppablePostgres:
     def __init__(self, pgdata: Path) -> None:
-        self.server: Any = _pg().get_server(pgdata, cleanup_mode="delete")
+        self.server: Any = load_embedded_postgres().get_server(pgdata, cleanup_mode="delete")
         self.dsn: str = self.server.get_uri()
 
         async def _migrate() -> None:
@@ -67,7 +67,9 @@ class StoppablePostgres:
         asyncio.run(_migrate())
 
     def stop(self) -> None:
-        _pg().pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
+        load_embedded_postgres().pg_ctl(
+            ["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user
+        )
 
     def start(self) -> None:
         self.server.ensure_postgres_running()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from memory.config import RedisConfig
-from tests.conftest import MODEL_DIR
+from tests.support.config import MODEL_DIR
 from worker.queue import connect
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from memory.exchanges import DEFAULT_TENANT_ID
-from tests.conftest import fetch_sync
 from tests.support import worker_process
+from tests.support.db import fetch_sync
 
 pytestmark = pytest.mark.usefixtures("db")
 

@@ -15,9 +15,10 @@ from arq.worker import create_worker, func
 from memory import failures
 from memory.embeddings import LocalEmbedder
 from memory.exchanges import DEFAULT_TENANT_ID
-from tests.conftest import ProxyFactory, make_config
-from tests.proxy.test_auth import ADMIN
-from tests.worker.test_tasks import config
+from tests.support.config import make_config
+from tests.support.jobs import config
+from tests.support.keys import ADMIN
+from tests.support.servers import ProxyFactory
 from worker import queue
 from worker.failures import guarded
 from worker.settings import worker_settings
@@ -135,7 +136,7 @@ async def test_the_admin_api_runs_tasks_and_shows_and_replays_failures(
 async def test_a_care_page_that_fails_for_good_is_recorded_and_the_run_goes_on(
     db: asyncpg.Pool, redis_url: str, pg_dsn: str, embedder: LocalEmbedder
 ) -> None:
-    from tests.worker.test_tasks import run_burst
+    from tests.support.jobs import run_burst
 
     # Six users in pages of two, each with a fact unused for 400 days. The first page cannot be written:
     # the database refuses one of its facts (as a broken row or a failing constraint would).

@@ -13,8 +13,10 @@ import httpx
 import pytest
 
 from memory.exchanges import DEFAULT_TENANT_ID
-from tests.conftest import ProxyFactory, fetch_sync, wait_until
+from tests.support.db import fetch_sync
+from tests.support.servers import ProxyFactory
 from tests.support.services import StoppableRedis
+from tests.support.waiting import wait_until
 from tests.support.worker_process import enqueue, start_worker
 
 pytestmark = pytest.mark.usefixtures("db")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -17,39 +17,12 @@ from memory.embeddings import LocalEmbedder
 from memory.errors import EmbedderUnavailable
 from memory.exchanges import DEFAULT_TENANT_ID, Exchange, new_id, now
 from memory.queue import Task
-from tests.conftest import SharedEmbedder, make_config
+from tests.support.config import make_config
+from tests.support.embedder import SharedEmbedder
+from tests.support.jobs import config, run_burst, said
 from tests.support.llm import FakeLLM
 from worker import queue
 from worker.settings import worker_settings
-
-
-def config(redis_url: str, llm_url: str | None = None, **llm: Any) -> Config:
-    sections: dict[str, Any] = {
-        "redis": {"url": redis_url},
-        "database": {"pool_min": 1},
-        "worker": {"requeue_after": 0, "max_tries": 2, "retry_delay": 0.05},
-    }
-    if llm_url is not None:
-        sections["llm"] = {"provider": "openai-compatible", "base_url": llm_url, "model": "fake", **llm}
-    return make_config(**sections)
-
-
-async def run_burst(cfg: Config, dsn: str, embedder: LocalEmbedder) -> Any:
-    settings = worker_settings(cfg, dsn, embedder_factory=lambda: SharedEmbedder(embedder))
-    worker = create_worker(settings, burst=True, handle_signals=False)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-    return worker
-
-
-def said(user: str, text: str, *, reply: str = "Noted.", when: datetime | None = None) -> Exchange:
-    return Exchange(
-        id=new_id(), tenant_id=DEFAULT_TENANT_ID, user=user, model="m",
-        messages=[{"role": "user", "content": text}],
-        reply={"role": "assistant", "content": reply}, occurred_at=when or now(),
-    )  # fmt: skip
 
 
 async def record_and_queue(db: asyncpg.Pool, cfg: Config, *recorded: Exchange) -> None:
@@ -477,7 +450,7 @@ async def test_a_dedup_pass_longer_than_a_job_goes_on_in_the_next_job_from_where
             DEFAULT_TENANT_ID,
             big,
         )
-    from tests.memory.test_care import insert_facts
+    from tests.support.facts import insert_facts
 
     await insert_facts(db, embedder, "small", {"text": "Plays the cello"}, {"text": "Plays the cello"})
     redis = queue.connect(cfg.redis)
@@ -506,7 +479,7 @@ async def test_a_dedup_pass_longer_than_a_job_goes_on_in_the_next_job_from_where
 async def test_each_extraction_chains_deduplication_then_supersession_for_its_user(
     db: asyncpg.Pool, redis_url: str, pg_dsn: str, llm: FakeLLM, llm_url: str, embedder: LocalEmbedder
 ) -> None:
-    from tests.memory.test_care import insert_facts
+    from tests.support.facts import insert_facts
 
     cfg = config(redis_url, llm_url)
     # What slipped past the write path: a repeated fact, and two current employers.
@@ -531,7 +504,7 @@ async def test_each_extraction_chains_deduplication_then_supersession_for_its_us
 async def test_an_extraction_while_its_users_chain_runs_gets_the_next_windows_chain(redis_url: str) -> None:
     from arq.jobs import Job, JobStatus
 
-    from worker.tasks import _chain
+    from worker.tasks import chain
 
     cfg = make_config(redis={"url": redis_url}, worker={"chain_window": 60.0})
     redis = queue.connect(cfg.redis)
@@ -542,13 +515,13 @@ async def test_an_extraction_while_its_users_chain_runs_gets_the_next_windows_ch
     window = int(time.time() // 60)
     prefix = f"run_deduplication:{DEFAULT_TENANT_ID}:{user}"
     try:
-        await _chain(ctx, "run_deduplication", str(DEFAULT_TENANT_ID), user_id=user)
-        await _chain(ctx, "run_deduplication", str(DEFAULT_TENANT_ID), user_id=user)  # shares the waiting job
+        await chain(ctx, "run_deduplication", str(DEFAULT_TENANT_ID), user_id=user)
+        await chain(ctx, "run_deduplication", str(DEFAULT_TENANT_ID), user_id=user)  # shares the waiting job
         assert await redis.zcard(redis.default_queue_name) == 1
         # A worker takes the job (arq marks it in progress): it may have read the user's facts already, so
         # the next extraction's chain is the next window's job, which waits for its window to open.
         await redis.psetex(f"arq:in-progress:{prefix}:{window}", 60_000, b"1")
-        await _chain(ctx, "run_deduplication", str(DEFAULT_TENANT_ID), user_id=user)
+        await chain(ctx, "run_deduplication", str(DEFAULT_TENANT_ID), user_id=user)
         following = Job(f"{prefix}:{window + 1}", redis, _queue_name=redis.default_queue_name)
         assert await following.status() == JobStatus.deferred
         assert await redis.zscore(redis.default_queue_name, f"{prefix}:{window + 1}") == (window + 1) * 60_000
