@@ -4,6 +4,7 @@ tests share helpers through tests/support, never through each other or through p
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from pathlib import Path
 
@@ -46,3 +47,24 @@ def test_tests_import_no_private_name_and_no_other_test_module() -> None:
             if module.startswith("tests.") and not module.startswith("tests.support"):
                 found.append(f"{path.relative_to(ROOT)}: {module} is not tests/support")
     assert found == []
+
+
+def _runnable(module: str) -> bool:
+    """A module file, or a package with a ``__main__``."""
+    path = ROOT / module.replace(".", "/")
+    return path.with_suffix(".py").exists() or (path / "__main__.py").exists()
+
+
+def test_every_module_a_test_or_bench_runs_with_python_m_exists() -> None:
+    """A process started as ``[python, "-m", module, …]`` must find its module after a package moves."""
+    missing = []
+    for path in sorted([*(ROOT / "tests").rglob("*.py"), *(ROOT / "bench").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.List):
+                continue
+            items = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+            for flag, module in itertools.pairwise(items):
+                ours = isinstance(module, str) and module.split(".")[0] in (*OURS, "bench")
+                if flag == "-m" and ours and not _runnable(str(module)):
+                    missing.append(f"{path.relative_to(ROOT)}: -m {module}")
+    assert missing == []

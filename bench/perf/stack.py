@@ -211,7 +211,7 @@ class PerfStack:
             [
                 sys.executable,
                 "-m",
-                "memoire",
+                "stack",
                 "serve",
                 "--port",
                 str(port),
