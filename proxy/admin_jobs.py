@@ -10,7 +10,6 @@ from typing import Annotated
 
 import msgspec
 from litestar import get, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from memory import db, failures
@@ -18,7 +17,7 @@ from memory.errors import NotFound
 from memory.facts import NO_NUL
 from memory.queue import SWEEPS, Task
 from memory.routes.context import AnyRequest, json_body
-from proxy.services import Services
+from proxy.services import ServicesDep
 
 
 class RunTask(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -39,7 +38,7 @@ _decoder = msgspec.json.Decoder(RunTask)
 
 
 @post("/v1/admin/jobs/{task:str}", status_code=202, opt={"admin": True, "body": RunTask})
-async def run_task(request: AnyRequest, services: NamedDependency[Services], task: FromPath[str]) -> Queued:
+async def run_task(request: AnyRequest, services: ServicesDep, task: FromPath[str]) -> Queued:
     """Queue a care task now, for everyone or one user."""
     if task not in SWEEPS:
         raise NotFound(f"no task {task!r}; tasks: {', '.join(sorted(SWEEPS))}", param="task")
@@ -49,14 +48,14 @@ async def run_task(request: AnyRequest, services: NamedDependency[Services], tas
 
 
 @get("/v1/admin/jobs/failed", opt={"admin": True})
-async def failed_jobs(services: NamedDependency[Services]) -> FailedJobs:
+async def failed_jobs(services: ServicesDep) -> FailedJobs:
     """Jobs that failed for good, newest first, with their reason."""
     async with db.connection(services.pool) as conn:
         return FailedJobs(failed=await failures.listing(conn))
 
 
 @post("/v1/admin/jobs/failed/{failure_id:uuid}/retry", status_code=202, opt={"admin": True})
-async def retry_job(services: NamedDependency[Services], failure_id: FromPath[uuid.UUID]) -> FailedJobs:
+async def retry_job(services: ServicesDep, failure_id: FromPath[uuid.UUID]) -> FailedJobs:
     """Queue a failed job again."""
     queued = await failures.retry(services.pool, services.queue, failure_id)
     if not queued:

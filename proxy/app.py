@@ -41,7 +41,7 @@ from proxy.passthrough import anthropic_passthrough, passthrough
 from proxy.ratelimit import RateLimiter
 from proxy.response_owners import ResponseOwners
 from proxy.responses import create_response
-from proxy.services import Services
+from proxy.services import Services, ServicesDep
 from proxy.upstream import AnthropicTarget, Upstream
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def healthz() -> dict[str, str]:
 
 
 @get("/readyz", opt=PUBLIC)
-async def readyz(services: NamedDependency[Services]) -> Response[dict[str, object]]:
+async def readyz(services: ServicesDep) -> Response[dict[str, object]]:
     """The database and Redis answer, and the schema is current; and whether a worker runs."""
     checks: dict[str, object] = {}
     try:

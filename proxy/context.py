@@ -7,21 +7,19 @@ afterwards through ``/v1/ingest``.
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 import msgspec
 from litestar import Response, post
-from litestar.di import NamedDependency
 
 from memoire import rules
 from memoire.rules import CONTEXT_TURNS, clip
 from memory import recall
 from memory.facts import NO_NUL
-from memory.routes.context import AnyRequest, json_body, status_headers
+from memory.routes.context import AnyRequest, TenantId, json_body, status_headers
 from memory.routes.facts import UserId
 from proxy.remember import RECALL_TEMPORAL
-from proxy.services import Services
+from proxy.services import ServicesDep
 
 
 class ContextRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -47,7 +45,7 @@ _decoder = msgspec.json.Decoder(ContextRequest)
 
 @post("/v1/context", status_code=200, opt={"body": ContextRequest})
 async def memory_context(
-    request: AnyRequest, services: NamedDependency[Services], tenant_id: NamedDependency[uuid.UUID]
+    request: AnyRequest, services: ServicesDep, tenant_id: TenantId
 ) -> Response[ContextResponse]:
     """The memory block the proxy would add for this user and message."""
     body = await json_body(request, _decoder, services.config)

@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from litestar import Response, get
-from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -28,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from memory.errors import QueueUnavailable
-from proxy.services import Services
+from proxy.services import ServicesDep
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -97,7 +96,7 @@ REGISTRY.register(_SNAPSHOT)
 
 
 @get("/metrics", opt={"public": True}, include_in_schema=False)
-async def metrics(services: NamedDependency[Services]) -> Response[bytes]:
+async def metrics(services: ServicesDep) -> Response[bytes]:
     """Prometheus text exposition."""
     try:
         async with asyncio.timeout(1):

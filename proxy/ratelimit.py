@@ -16,25 +16,20 @@ import logging
 import time
 import uuid
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from memory.config import AuthConfig, RedisConfig
 from memory.errors import RateLimited
 from memory.health import Health
+from memory.redis_pool import connection_pool
 
 log = logging.getLogger(__name__)
 
 
 def connect(config: RedisConfig) -> Redis:
     """The limiter's Redis client. It connects lazily, so it can be made while Redis is down."""
-    pool = ConnectionPool.from_url(
-        config.url,
-        socket_timeout=config.timeout,
-        socket_connect_timeout=config.timeout,
-        retry_on_timeout=False,
-    )
-    return Redis(connection_pool=pool)
+    return Redis(connection_pool=connection_pool(config))
 
 
 # KEYS[1]: the bucket. ARGV: emission interval (µs), burst. Returns 0 if allowed, else µs to wait.

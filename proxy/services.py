@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from litestar import Litestar
+from litestar.di import NamedDependency
 from litestar.types import Scope
 
 from memory.authenticator import Authenticator
@@ -39,3 +40,7 @@ class Services:
 def from_scope(scope: Scope) -> Services:
     services: Services = Litestar.from_scope(scope).state.services
     return services
+
+
+#: What a route handler takes to reach the services: ``services: ServicesDep`` (Litestar injects it).
+ServicesDep = NamedDependency[Services]

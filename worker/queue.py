@@ -15,12 +15,13 @@ from typing import Any, cast
 
 from arq.connections import ArqRedis
 from arq.constants import health_check_key_suffix
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from memory.config import RedisConfig
 from memory.errors import QueueUnavailable
 from memory.queue import Stats, Task, extraction_id
+from memory.redis_pool import connection_pool
 
 #: Where workers count, for ``/metrics``, extraction outcomes and jobs failed for good (Redis hashes:
 #: outcome or task → count), so that every process reports the same figures.
@@ -30,13 +31,7 @@ FAILURES_KEY = "memoire:metrics:failures"
 
 def connect(config: RedisConfig) -> ArqRedis:
     """A Redis client for enqueueing. It connects lazily, so it can be made while Redis is down."""
-    pool = ConnectionPool.from_url(
-        config.url,
-        socket_timeout=config.timeout,
-        socket_connect_timeout=config.timeout,
-        retry_on_timeout=False,
-    )
-    return ArqRedis(pool, default_queue_name=config.queue_name)
+    return ArqRedis(connection_pool(config), default_queue_name=config.queue_name)
 
 
 @contextlib.asynccontextmanager

@@ -65,6 +65,10 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
         if "pool" in ctx:
             await db.close_pool(ctx["pool"])
 
+    def scheduled(task: Task, function: Any, tries: int = tries, **when: Any) -> Any:
+        """A run of ``task`` at second 0 of ``when``, tried ``tries`` times like any job."""
+        return cron(function, name=_cron(task), second={0}, timeout=pipeline_timeout, max_tries=tries, **when)
+
     class WorkerSettings:
         # Results are not kept: the job id then only dedups while a job is queued or running, so the
         # requeue sweep can queue a still-pending log again.
@@ -91,42 +95,16 @@ def worker_settings(config: Config, dsn: str, embedder_factory: EmbedderFactory 
                 timeout=pipeline_timeout,
             ),
             # Every 6 hours, daily and weekly; off the hours most schedules crowd.
-            cron(
-                tasks.optimize_memory,
-                name=_cron(Task.OPTIMIZE_MEMORY),
-                hour={0, 6, 12, 18},
-                minute={41},
-                second={0},
-                timeout=pipeline_timeout,
-                max_tries=tries,
-            ),
-            cron(
-                tasks.decay_stale_facts,
-                name=_cron(Task.DECAY_STALE_FACTS),
-                hour={3},
-                minute={17},
-                second={0},
-                timeout=pipeline_timeout,
-                max_tries=tries,
-            ),
-            cron(
-                tasks.purge_response_links,
-                name=_cron(Task.PURGE_RESPONSE_LINKS),
-                hour={2},
-                minute={53},
-                second={0},
-                timeout=pipeline_timeout,
-            ),
+            scheduled(Task.OPTIMIZE_MEMORY, tasks.optimize_memory, hour={0, 6, 12, 18}, minute={41}),
+            scheduled(Task.DECAY_STALE_FACTS, tasks.decay_stale_facts, hour={3}, minute={17}),
+            scheduled(Task.PURGE_RESPONSE_LINKS, tasks.purge_response_links, tries=1, hour={2}, minute={53}),
             # Weekly, on Sundays (arq counts weekdays from Monday = 0).
-            cron(
+            scheduled(
+                Task.CONSOLIDATE_USER_MEMORY,
                 tasks.consolidate_user_memory,
-                name=_cron(Task.CONSOLIDATE_USER_MEMORY),
                 weekday={6},
                 hour={4},
                 minute={23},
-                second={0},
-                timeout=pipeline_timeout,
-                max_tries=tries,
             ),
         ]
         # One try a run: worker.runner runs the worker again, with backoff, while Redis is away.

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from memory.authenticator import Authenticator
 from memory.config import Config
@@ -29,6 +29,13 @@ PRINCIPAL = "memoire.principal"
 
 AnyRequest = Request[Any, Any, Any]
 _T = TypeVar("_T")
+
+# What a handler may take, each under its parameter's name: ``memory: MemoryDep``, ``intake: IntakeDep``,
+# ``authenticator: AuthenticatorDep``, ``tenant_id: TenantId``.
+MemoryDep = NamedDependency[Memory]
+IntakeDep = NamedDependency[Intake]
+AuthenticatorDep = NamedDependency[Authenticator]
+TenantId = NamedDependency[uuid.UUID]
 
 
 async def json_body(

@@ -9,15 +9,13 @@ from typing import Annotated
 
 import msgspec
 from litestar import Response, delete, get, patch, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from memoire import rules
 from memory import browse, db, edits, users
 from memory.errors import InvalidField, NotFound
 from memory.facts import NO_NUL, Fact, FactStatus, NewFact, Outcome, TemporalStatus
-from memory.routes.context import AnyRequest, json_body, status_headers
-from memory.service import Memory
+from memory.routes.context import AnyRequest, MemoryDep, TenantId, json_body, status_headers
 
 UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=rules.MAX_NAME, pattern=NO_NUL)]
 #: Most facts one ``POST /v1/facts`` takes.
@@ -52,7 +50,7 @@ _decoder = msgspec.json.Decoder(FactsRequest)
 
 @post("/v1/facts", status_code=200, opt={"body": FactsRequest})
 async def create_facts(
-    request: AnyRequest, memory: NamedDependency[Memory], tenant_id: NamedDependency[uuid.UUID]
+    request: AnyRequest, memory: MemoryDep, tenant_id: TenantId
 ) -> Response[FactsResponse]:
     """Remember facts through the same embed → dedup → supersede path as extraction; all or nothing."""
     body = await json_body(request, _decoder, memory.config)
@@ -85,8 +83,8 @@ def _decode_cursor(text: str | None) -> browse.Cursor | None:
 
 @get("/v1/users/{user_id:str}/facts")
 async def list_user_facts(
-    memory: NamedDependency[Memory],
-    tenant_id: NamedDependency[uuid.UUID],
+    memory: MemoryDep,
+    tenant_id: TenantId,
     user_id: FromPath[str],
     status: FromQuery[list[FactStatus] | None] = None,
     temporal: FromQuery[list[TemporalStatus] | None] = None,
@@ -110,9 +108,7 @@ async def list_user_facts(
 
 
 @get("/v1/facts/{fact_id:uuid}/history")
-async def fact_history(
-    memory: NamedDependency[Memory], tenant_id: NamedDependency[uuid.UUID], fact_id: FromPath[uuid.UUID]
-) -> History:
+async def fact_history(memory: MemoryDep, tenant_id: TenantId, fact_id: FromPath[uuid.UUID]) -> History:
     """The fact, what it superseded and what superseded it, oldest first."""
     async with db.connection(memory.pool) as conn:
         chain = await browse.history(conn, tenant_id, fact_id)
@@ -122,9 +118,7 @@ async def fact_history(
 
 
 @get("/v1/facts/{fact_id:uuid}")
-async def get_fact(
-    memory: NamedDependency[Memory], tenant_id: NamedDependency[uuid.UUID], fact_id: FromPath[uuid.UUID]
-) -> Fact:
+async def get_fact(memory: MemoryDep, tenant_id: TenantId, fact_id: FromPath[uuid.UUID]) -> Fact:
     """One fact, whatever its status."""
     async with db.connection(memory.pool) as conn:
         fact = await edits.get(conn, tenant_id, fact_id)
@@ -139,8 +133,8 @@ _patch_decoder = msgspec.json.Decoder(edits.FactPatch)
 @patch("/v1/facts/{fact_id:uuid}", opt={"body": edits.FactPatch})
 async def patch_fact(
     request: AnyRequest,
-    memory: NamedDependency[Memory],
-    tenant_id: NamedDependency[uuid.UUID],
+    memory: MemoryDep,
+    tenant_id: TenantId,
     fact_id: FromPath[uuid.UUID],
 ) -> Fact:
     """Correct a fact: only the fields given change; a new text is embedded again."""
@@ -158,9 +152,7 @@ async def patch_fact(
 
 
 @delete("/v1/facts/{fact_id:uuid}", status_code=204)
-async def delete_fact(
-    memory: NamedDependency[Memory], tenant_id: NamedDependency[uuid.UUID], fact_id: FromPath[uuid.UUID]
-) -> None:
+async def delete_fact(memory: MemoryDep, tenant_id: TenantId, fact_id: FromPath[uuid.UUID]) -> None:
     """Delete a fact and its vector for good."""
     async with db.transaction(memory.pool) as conn:
         if not await edits.delete(conn, tenant_id, fact_id):

@@ -14,14 +14,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Response, post
-from litestar.di import NamedDependency
 
 from memory.exchanges import Exchange, new_id, now
 from memory.facts import NO_NUL, Moment, check_range
-from memory.intake import Intake
-from memory.routes.context import AnyRequest, json_body, status_headers
+from memory.routes.context import AnyRequest, IntakeDep, MemoryDep, TenantId, json_body, status_headers
 from memory.routes.facts import UserId
-from memory.service import Memory
 
 #: Namespace of exchange ids derived from idempotency keys.
 _IDEMPOTENCY_NS = uuid.UUID("6f1c1b6e-93a4-4c8e-9a55-0b8d5e2f4a10")
@@ -67,9 +64,9 @@ def _message(message: IngestMessage) -> dict[str, Any]:
 @post("/v1/ingest", status_code=202, opt={"body": IngestRequest})
 async def ingest(
     request: AnyRequest,
-    memory: NamedDependency[Memory],
-    tenant_id: NamedDependency[uuid.UUID],
-    intake: NamedDependency[Intake],
+    memory: MemoryDep,
+    tenant_id: TenantId,
+    intake: IntakeDep,
 ) -> Response[IngestResponse]:
     """Accept an exchange for extraction: 202 once it is safe on disk; extraction follows in the worker."""
     body = await json_body(request, _decoder, memory.config)

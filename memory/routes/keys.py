@@ -7,16 +7,13 @@ from typing import Annotated
 
 import msgspec
 from litestar import delete, get, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
 from memoire import rules
 from memory import db, keys
-from memory.authenticator import Authenticator
 from memory.errors import NotFound
 from memory.facts import NO_NUL
-from memory.routes.context import AnyRequest, json_body
-from memory.service import Memory
+from memory.routes.context import AnyRequest, AuthenticatorDep, MemoryDep, json_body
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 
@@ -45,7 +42,7 @@ _decoder = msgspec.json.Decoder(CreateKey)
 
 
 @post("/v1/admin/keys", status_code=201, opt={"admin": True, "body": CreateKey})
-async def create_key(request: AnyRequest, memory: NamedDependency[Memory]) -> CreatedKey:
+async def create_key(request: AnyRequest, memory: MemoryDep) -> CreatedKey:
     """Create an API key (``mk_…``), shown once, for a tenant."""
     body = await json_body(request, _decoder, memory.config)
     async with db.connection(memory.pool) as conn:
@@ -56,7 +53,7 @@ async def create_key(request: AnyRequest, memory: NamedDependency[Memory]) -> Cr
 
 
 @get("/v1/admin/keys", opt={"admin": True})
-async def list_keys(memory: NamedDependency[Memory], include_revoked: FromQuery[bool] = False) -> KeyList:
+async def list_keys(memory: MemoryDep, include_revoked: FromQuery[bool] = False) -> KeyList:
     """Every key (not the keys themselves), oldest first."""
     async with db.connection(memory.pool) as conn:
         return KeyList(keys=await keys.listing(conn, include_revoked=include_revoked))
@@ -64,8 +61,8 @@ async def list_keys(memory: NamedDependency[Memory], include_revoked: FromQuery[
 
 @delete("/v1/admin/keys/{key_id:uuid}", status_code=200, opt={"admin": True})
 async def revoke_key(
-    memory: NamedDependency[Memory],
-    authenticator: NamedDependency[Authenticator],
+    memory: MemoryDep,
+    authenticator: AuthenticatorDep,
     key_id: FromPath[uuid.UUID],
 ) -> keys.KeyInfo:
     """Revoke a key: at once in this process, within ``auth.cache_ttl`` seconds in the others."""

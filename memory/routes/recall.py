@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Literal
 
 import msgspec
 from litestar import Response, post
-from litestar.di import NamedDependency
 
 from memory import recall
 from memory.errors import NotFound
 from memory.facts import TEMPORAL_STATUSES, Category, Fact, TemporalStatus
-from memory.routes.context import AnyRequest, json_body, status_headers
+from memory.routes.context import AnyRequest, MemoryDep, TenantId, json_body, status_headers
 from memory.routes.facts import UserId
-from memory.service import Memory
 
 
 class RecallRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -40,7 +37,7 @@ _decoder = msgspec.json.Decoder(RecallRequest)
 
 @post("/v1/recall", status_code=200, opt={"body": RecallRequest})
 async def recall_facts(
-    request: AnyRequest, memory: NamedDependency[Memory], tenant_id: NamedDependency[uuid.UUID]
+    request: AnyRequest, memory: MemoryDep, tenant_id: TenantId
 ) -> Response[RecallResponse]:
     """The user's facts for the query's parts, ranked and fused; current ones unless ``temporal`` asks."""
     body = await json_body(request, _decoder, memory.config)

@@ -6,13 +6,13 @@ import uuid
 
 import msgspec
 from litestar import delete, get
-from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
 from memoire import rules
 from memory import browse, db, purge, users
 from memory.errors import Conflict, NotFound
 from memory.intake import Intake
+from memory.routes.context import IntakeDep, MemoryDep, TenantId
 from memory.service import Memory
 
 
@@ -24,9 +24,7 @@ class Forgotten(msgspec.Struct, kw_only=True):
 
 
 @get("/v1/users/{user_id:str}/profile")
-async def user_profile(
-    memory: NamedDependency[Memory], tenant_id: NamedDependency[uuid.UUID], user_id: FromPath[str]
-) -> browse.Profile:
+async def user_profile(memory: MemoryDep, tenant_id: TenantId, user_id: FromPath[str]) -> browse.Profile:
     """Who the user is now (current single-valued facts) and how many facts Mémoire holds, by status."""
     async with db.connection(memory.pool) as conn:
         found = await users.find(conn, tenant_id, user_id)
@@ -60,9 +58,9 @@ async def _forget(memory: Memory, intake: Intake, tenant_id: uuid.UUID, user_id:
 
 @delete("/v1/users/{user_id:str}", status_code=200)
 async def forget_user(
-    memory: NamedDependency[Memory],
-    intake: NamedDependency[Intake],
-    tenant_id: NamedDependency[uuid.UUID],
+    memory: MemoryDep,
+    intake: IntakeDep,
+    tenant_id: TenantId,
     user_id: FromPath[str],
 ) -> Forgotten:
     """Delete every fact, embedding, chat log, session and spooled exchange of the user, then check that
@@ -72,9 +70,9 @@ async def forget_user(
 
 @delete("/v1/users", status_code=200)
 async def forget_user_by_query(
-    memory: NamedDependency[Memory],
-    intake: NamedDependency[Intake],
-    tenant_id: NamedDependency[uuid.UUID],
+    memory: MemoryDep,
+    intake: IntakeDep,
+    tenant_id: TenantId,
     user_id: FromQuery[str],
 ) -> Forgotten:
     """As ``DELETE /v1/users/{user_id}``, for user ids a path cannot carry (with ``/``)."""
